@@ -1,0 +1,69 @@
+"""Seeded, parameterised, composable degradation operators and their registry.
+
+    >>> from defusion import degradations as D
+    >>> spec = D.Rain.sample(rng=0, severity=0.6)          # a frozen, JSON-serialisable spec
+    >>> rainy = spec.apply(img, rng=1)                      # float32 HWC in [0, 1]
+    >>> both = D.parse("rain+noise25")                      # Compose, order kept
+    >>> D.names()                                            # registered names
+"""
+
+from .base import (
+    REGISTRY,
+    Compose,
+    Degradation,
+    as_rng,
+    check_severity,
+    from_dict,
+    from_json,
+    get,
+    names,
+    parse,
+    register,
+)
+from .blur import DefocusBlur, GaussianBlur, MotionBlur, ResizeBlur
+from .compression import JPEG
+from .noise import GaussianNoise, PoissonGaussianNoise
+from .photometric import LowLight, Underwater
+from .weather import Haze, Rain, Raindrop, Snow
+
+
+def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severity=None) -> Degradation:
+    """A random degradation for training data: one kind (probability ``p_single``) or an ordered mixture
+    of 2..``max_mix`` distinct kinds drawn from ``kinds`` (default: every registered name)."""
+    rng = as_rng(rng)
+    pool = [get(k) for k in (kinds or names())]
+    if not pool:
+        raise ValueError("kinds is empty")
+    k = 1 if (rng.random() < p_single or len(pool) == 1) else int(rng.integers(2, min(max_mix, len(pool)) + 1))
+    idx = rng.choice(len(pool), size=k, replace=False)
+    steps = [pool[i].sample(rng, severity) for i in idx]
+    return steps[0] if k == 1 else Compose(steps)
+
+
+__all__ = [
+    "JPEG",
+    "REGISTRY",
+    "Compose",
+    "DefocusBlur",
+    "Degradation",
+    "GaussianBlur",
+    "GaussianNoise",
+    "Haze",
+    "LowLight",
+    "MotionBlur",
+    "PoissonGaussianNoise",
+    "Rain",
+    "Raindrop",
+    "ResizeBlur",
+    "Snow",
+    "Underwater",
+    "as_rng",
+    "check_severity",
+    "from_dict",
+    "from_json",
+    "get",
+    "names",
+    "parse",
+    "register",
+    "sample",
+]

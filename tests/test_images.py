@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from defusion.images import check_image, load_image, save_image, to_float_image
+
+
+def test_uint8_uint16_float_and_grey():
+    u8 = np.full((4, 5, 3), 255, np.uint8)
+    assert to_float_image(u8).max() == 1.0
+    u16 = np.full((4, 5), 65535, np.uint16)
+    out = to_float_image(u16)
+    assert out.shape == (4, 5, 1) and out.max() == 1.0
+    assert to_float_image(u16, rgb=True).shape == (4, 5, 3)
+
+
+def test_rgba_is_composited_on_white():
+    rgba = np.zeros((2, 2, 4), np.uint8)  # fully transparent black
+    out = to_float_image(Image.fromarray(rgba, "RGBA"))
+    assert out.shape == (2, 2, 3) and np.allclose(out, 1.0)
+    arr = np.concatenate([np.zeros((2, 2, 3)), np.ones((2, 2, 1))], -1).astype(np.float32)
+    assert np.allclose(to_float_image(arr), 0.0)
+
+
+def test_torch_chw_tensor():
+    torch = pytest.importorskip("torch")
+    t = torch.rand(1, 3, 6, 7)
+    out = to_float_image(t)
+    assert out.shape == (6, 7, 3)
+    np.testing.assert_allclose(out, t[0].permute(1, 2, 0).numpy())
+
+
+def test_16bit_png_keeps_precision(tmp_path):
+    import cv2
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    p = tmp_path / "deep.png"
+    cv2.imwrite(str(p), ramp)
+    out = load_image(p, rgb=False)
+    assert out.shape == (64, 64, 1)
+    np.testing.assert_allclose(out[..., 0], ramp / 65535.0, atol=1e-6)
+    rgb16 = np.stack([ramp, ramp // 2, ramp // 4], -1)
+    cv2.imwrite(str(tmp_path / "deep_rgb.png"), rgb16[..., ::-1])
+    out = load_image(tmp_path / "deep_rgb.png")
+    np.testing.assert_allclose(out[..., 1], (ramp // 2) / 65535.0, atol=1e-6)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_image(tmp_path / "missing.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_image(bad)
+
+
+def test_save_round_trip(tmp_path):
+    img = np.random.default_rng(0).random((8, 9, 3)).astype(np.float32)
+    p = save_image(img, tmp_path / "sub" / "x.png")
+    np.testing.assert_allclose(load_image(p), img, atol=0.5 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    "x,err",
+    [
+        ("a string", TypeError),
+        (np.zeros((0, 3), np.uint8), ValueError),
+        (np.zeros((4, 4, 3), np.int64), TypeError),
+        (np.full((4, 4, 3), -0.5, np.float32), ValueError),
+        (np.zeros((4, 4, 5), np.float32), ValueError),
+    ],
+)
+def test_bad_inputs(x, err):
+    with pytest.raises(err):
+        to_float_image(x)
+
+
+def test_huge_image_refused_before_allocation():
+    from numpy.lib.stride_tricks import as_strided
+
+    base = np.zeros(1, np.float32)
+    huge = as_strided(base, shape=(20000, 20000, 3), strides=(0, 0, 0))  # no memory behind it
+    with pytest.raises(ValueError, match="limit"):
+        check_image(huge)
