@@ -4,6 +4,7 @@
     defusion instruct --all -o gallery.png          # one instruction per registered degradation
     defusion instruct --list                        # registered degradation names, one a line
     defusion degrade in.png rain+noise25 -o out.png # apply degradations to an image
+    defusion eval --method nlm --tasks aio3 --data-root ../shared/data --out results/nlm
     defusion demo -o outputs/demo                   # the README's main job
 """
 
@@ -87,6 +88,28 @@ def _demo(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from .eval import PRESETS, evaluate, method_names
+
+    if args.list:
+        print("methods: " + ", ".join(method_names()))
+        for k, v in PRESETS.items():
+            print(f"preset {k}: {','.join(v)}")
+        return 0
+    if not args.method or not args.tasks:
+        print("defusion eval: --method and --tasks are required (or --list)", file=sys.stderr)
+        return 2
+    result = evaluate(
+        args.method, args.tasks, args.data_root, out_dir=args.out, limit=args.limit, lpips=not args.no_lpips
+    )
+    from .eval import markdown_table
+
+    print(markdown_table({result["method"]: result}), end="")
+    if args.out:
+        print(f"wrote {args.out}/summary.json, summary.md, per_image.csv, gallery/")
+    return 0 if result["tasks"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="defusion", description="All-in-one image restoration with visual instructions.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--severity", type=float, default=None, help="0..1, default 0.5")
     pd.add_argument("--seed", type=int, default=0)
     pd.set_defaults(fn=_degrade)
+
+    pe = sub.add_parser("eval", help="evaluate a method on test tasks with explicit conventions")
+    pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list)")
+    pe.add_argument("--tasks", help="comma-separated SET:degradation names and/or presets (aio3, aio5, defusion8, mixed6, noise, jpeg)")
+    pe.add_argument("--data-root", default="../shared/data", help="folder holding SET/gt (and SET/lq) folders")
+    pe.add_argument("--out", default=None, help="output folder for CSV, JSON, markdown and galleries")
+    pe.add_argument("--limit", type=int, default=None, help="first N images of each set (sorted by name)")
+    pe.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    pe.add_argument("--list", action="store_true", help="print methods and presets")
+    pe.set_defaults(fn=_eval)
 
     pm = sub.add_parser("demo", help="degrade the bundled sample and write instruction galleries")
     pm.add_argument("-o", "--output", default="outputs/demo")

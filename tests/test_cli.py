@@ -47,3 +47,18 @@ def test_demo_writes_the_readme_outputs(tmp_path):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     for name in ["sample.png", "degradations.png", "mixed_instructions.png", "grounds.png"]:
         assert (tmp_path / name).stat().st_size > 10_000, name
+
+
+def test_eval_command(tmp_path, capsys):
+    from defusion.images import save_image
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_image(rng.random((40, 40, 3)).astype(np.float32), tmp_path / "data" / "Set" / "gt" / f"{i}.png")
+    rc = main(["eval", "--method", "identity", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data"),
+               "--out", str(tmp_path / "res"), "--no-lpips"])  # fmt: skip
+    assert rc == 0
+    assert "| Set:noise25 | identity | 2 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "res" / "summary.json").read_text())["tasks"]["Set:noise25"]["count"] == 2
+    assert main(["eval", "--list"]) == 0
+    assert main(["eval", "--method", "nope", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data")]) == 2
