@@ -1,5 +1,7 @@
-"""Training losses (LPIPS wrapper; VQ, GAN and the papers' auxiliary losses join as their models land)."""
+"""Training losses: LPIPS (offline trunk loading), the tokenizer's VQGAN objective; the restorers' losses join
+as their models land."""
 
 from .lpips import LPIPSUnavailable, build_lpips, find_trunk_weights
+from .vqgan import VQGANLoss, adaptive_weight, hinge_d_loss
 
-__all__ = ["LPIPSUnavailable", "build_lpips", "find_trunk_weights"]
+__all__ = ["LPIPSUnavailable", "VQGANLoss", "adaptive_weight", "build_lpips", "find_trunk_weights", "hinge_d_loss"]

@@ -1,0 +1,67 @@
+"""Small helpers shared by the ``train/`` scripts (checkpoint bookkeeping, image grids, logging config)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def checkpoint_dirs(output_dir) -> list[Path]:
+    """``checkpoint-N`` folders under ``output_dir``, oldest first."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [d for d in out.iterdir() if d.is_dir() and d.name.startswith("checkpoint-") and d.name[11:].isdigit()]
+    return sorted(found, key=lambda d: int(d.name[11:]))
+
+
+def resolve_resume(output_dir, resume_from_checkpoint: str | None) -> Path | None:
+    """``"latest"`` -> newest checkpoint (None if there is none); a name or path -> that folder (must exist)."""
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        dirs = checkpoint_dirs(output_dir)
+        return dirs[-1] if dirs else None
+    p = Path(resume_from_checkpoint)
+    if not p.is_absolute() and not p.exists():
+        p = Path(output_dir) / p
+    if not p.is_dir():
+        raise FileNotFoundError(f"checkpoint {resume_from_checkpoint} not found (looked at {p})")
+    return p
+
+
+def step_of(checkpoint: Path) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def prune_checkpoints(output_dir, keep: int | None) -> None:
+    """Delete the oldest checkpoints so that at most ``keep - 1`` remain before a new one is written."""
+    if not keep:
+        return
+    dirs = checkpoint_dirs(output_dir)
+    for d in dirs[: max(0, len(dirs) - keep + 1)]:
+        shutil.rmtree(d)
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> float HWC in [0, 1]."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+
+
+def loggable_config(args) -> dict:
+    """argparse namespace -> dict of scalars for trackers (tensorboard refuses lists and None)."""
+    out = {}
+    for k, v in vars(args).items():
+        if isinstance(v, (int, float, str, bool)):
+            out[k] = v
+        elif v is not None:
+            out[k] = str(v)
+    return out
+
+
+def env_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", -1))
