@@ -65,3 +65,29 @@ def loggable_config(args) -> dict:
 
 def env_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", -1))
+
+
+def save_ema(ema, folder) -> None:
+    """Write a diffusers ``EMAModel`` as safetensors (shadow weights) + JSON (its counters); no pickles."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = ema.state_dict()
+    shadow = state.pop("shadow_params")
+    save_file({f"shadow.{i}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)}, str(folder / "ema.safetensors"))
+    (folder / "ema.json").write_text(json.dumps({k: v for k, v in state.items() if isinstance(v, (int, float, bool))}))
+
+
+def load_ema(ema, folder) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    tensors = load_file(str(folder / "ema.safetensors"))
+    state = json.loads((folder / "ema.json").read_text())
+    state["shadow_params"] = [tensors[f"shadow.{i}"] for i in range(len(tensors))]
+    ema.load_state_dict(state)

@@ -1,5 +1,24 @@
-"""Datasets: on-the-fly visual instructions (tokenizer); restoration datasets join with the restorers."""
+"""Datasets: on-the-fly visual instructions (tokenizer) and restoration data with per-sample specs."""
 
 from .instructions import InstructionDataset, multi_hot
+from .restoration import (
+    PAIR_LAYOUTS,
+    MixtureDataset,
+    PairedFolderDataset,
+    SyntheticDegradationDataset,
+    crop_pair,
+    dihedral,
+    list_images,
+)
 
-__all__ = ["InstructionDataset", "multi_hot"]
+__all__ = [
+    "PAIR_LAYOUTS",
+    "InstructionDataset",
+    "MixtureDataset",
+    "PairedFolderDataset",
+    "SyntheticDegradationDataset",
+    "crop_pair",
+    "dihedral",
+    "list_images",
+    "multi_hot",
+]

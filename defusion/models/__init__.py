@@ -1,5 +1,19 @@
-"""Models: every saved component is a diffusers ``ModelMixin`` + ``ConfigMixin`` with named presets."""
+"""Models: every saved component is a diffusers ``ModelMixin`` + ``ConfigMixin`` with named presets
+(``Model.from_preset("tiny" | "small" | "paper")``)."""
 
+from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up on this namespace)
+
+from .adapter import DegradationAttnProcessor, VisualInstructionAdapter, cross_attention_layers
+from .bridge import ImageRestorationBridge
 from .tokenizer import DegradationTokenizer, PatchGANDiscriminator
+from .unet import DefusionUNet
 
-__all__ = ["DegradationTokenizer", "PatchGANDiscriminator"]
+__all__ = [
+    "DefusionUNet",
+    "DegradationAttnProcessor",
+    "DegradationTokenizer",
+    "ImageRestorationBridge",
+    "PatchGANDiscriminator",
+    "VisualInstructionAdapter",
+    "cross_attention_layers",
+]

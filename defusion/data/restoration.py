@@ -1,0 +1,214 @@
+"""Restoration datasets: every sample carries its degradation spec, so the matching visual instruction is
+built for it.
+
+* ``SyntheticDegradationDataset``: clean images (a folder, a list of files or a Hugging Face ``datasets``
+  image dataset) degraded on the fly by random specs from the registry;
+* ``PairedFolderDataset``: real (lq, gt) pairs in the common layouts (``lq/gt``, ``input/target``,
+  ``rainy/gt`` with ``rain-N``/``norain-N`` names, ``hazy/clear`` or ``hazy/original`` with ``ID_A_beta`` names,
+  ``low/high``, ``blur/sharp``); the instruction shows the dataset's declared kind at a random severity;
+* ``MixtureDataset``: datasets with per-dataset repeat factors (the papers' balancing).
+
+Items: ``lq``, ``gt`` (3, crop, crop) in [-1, 1]; ``instruction``, ``null`` (3, S, S) in [-1, 1]; ``labels``
+(multi-hot over the registry); ``spec`` (JSON). Training crops are random with a random dihedral transform (all 8,
+including the identity; the reference loaders draw only 7); validation crops are central with no transform.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .. import degradations as D
+from ..images import load_image
+from ..instructions import VisualInstruction
+from .instructions import multi_hot
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+PAIR_LAYOUTS = [("lq", "gt"), ("input", "target"), ("rainy", "gt"), ("hazy", "clear"), ("hazy", "original"),
+                ("low", "high"), ("blur", "sharp")]  # fmt: skip
+
+
+def list_images(folder) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(f"no images ({sorted(IMAGE_EXTENSIONS)}) under {folder}")
+    return files
+
+
+def dihedral(img: np.ndarray, mode: int) -> np.ndarray:
+    """One of the 8 rotations/flips of an HWC array (mode 0 is the identity)."""
+    if mode >= 4:
+        img = img[:, ::-1]
+    return np.rot90(img, mode % 4)
+
+
+def crop_pair(arrays: Sequence[np.ndarray], size: int, rng, train: bool) -> list[np.ndarray]:
+    """The same random (train) or central (validation) crop of each array; reflect-pads images smaller than
+    ``size``; applies one random dihedral transform in training."""
+    h, w = arrays[0].shape[:2]
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        arrays = [np.pad(a, ((0, ph), (0, pw), (0, 0)), mode="reflect" if ph < h and pw < w else "edge") for a in arrays]
+        h, w = arrays[0].shape[:2]
+    if train:
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    else:
+        top, left = (h - size) // 2, (w - size) // 2
+    out = [a[top : top + size, left : left + size] for a in arrays]
+    if train:
+        mode = int(rng.integers(0, 8))
+        out = [dihedral(a, mode) for a in out]
+    return [np.ascontiguousarray(a) for a in out]
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) * 2 - 1
+
+
+class _RestorationBase(Dataset):
+    def __init__(self, crop: int, train: bool, seed: int, instruction_size: int, ground: str, instruction: bool):
+        self.crop, self.train, self.seed = crop, train, seed
+        self.instruction_size, self.ground, self.instruction = instruction_size, ground, instruction
+        self.names = D.names()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training draws new crops / specs each epoch (same sequence for the same epoch and seed)."""
+        self.epoch = epoch
+
+    def _rng(self, index: int):
+        return np.random.default_rng([self.seed, self.epoch if self.train else 0, index])
+
+    def _item(self, lq, gt, spec, rng) -> dict:
+        item = {"lq": to_tensor(lq), "gt": to_tensor(gt), "labels": multi_hot(spec, self.names),
+                "spec": json.dumps(spec.to_dict() if spec is not None else None)}  # fmt: skip
+        if self.instruction:
+            inst = VisualInstruction.from_spec(spec, seed=int(rng.integers(2**31)), size=self.instruction_size, ground=self.ground)
+            item["instruction"], item["null"] = to_tensor(inst.image), to_tensor(inst.null)
+        return item
+
+
+class SyntheticDegradationDataset(_RestorationBase):
+    """Clean images degraded on the fly.
+
+    Args:
+        source: a folder, a list of image paths, or a ``datasets.Dataset`` with an ``image`` column.
+        kinds: registry names to draw from (default: all); ``max_mix`` / ``p_single`` control mixtures.
+        severity: fixed severity, or None for uniform in [0.1, 1].
+        crop: training/validation crop size; instruction_size: the tokenizer's input size.
+        instruction: build the visual instruction for each item (False for restorers that do not use one).
+    """
+
+    def __init__(self, source, kinds=None, crop: int = 256, train: bool = True, seed: int = 0, max_mix: int = 1,
+                 p_single: float = 1.0, severity=None, instruction_size: int = 224, ground: str = "pool",
+                 instruction: bool = True):  # fmt: skip
+        super().__init__(crop, train, seed, instruction_size, ground, instruction)
+        if isinstance(source, (str, Path)):
+            self.source = list_images(source)
+        elif isinstance(source, (list, tuple)):
+            self.source = [Path(p) for p in source]
+        else:
+            if "image" not in getattr(source, "column_names", []):
+                raise ValueError("a datasets.Dataset source needs an 'image' column")
+            self.source = source
+        if len(self.source) == 0:
+            raise ValueError("the image source is empty")
+        self.kinds = [D.get(k).name for k in (kinds or D.names())]
+        self.max_mix, self.p_single, self.severity = max_mix, p_single, severity
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def clean(self, index: int) -> np.ndarray:
+        item = self.source[index]
+        if isinstance(item, Path):
+            return load_image(item)
+        from ..images import to_float_image
+
+        return to_float_image(item["image"], rgb=True)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self._rng(index)
+        (gt,) = crop_pair([self.clean(index)], self.crop, rng, self.train)
+        spec = D.sample(rng, self.kinds, self.max_mix, self.p_single, self.severity)
+        lq = spec.apply(gt, rng)
+        return self._item(lq, gt, spec, rng)
+
+
+def _pair_key(stem: str, side: str) -> str:
+    """Normalise file stems so pairs match across the common naming schemes."""
+    if side == "lq":
+        stem = re.sub(r"^rain-", "", stem)
+        stem = re.sub(r"^(\d+)_[\d.]+_[\d.]+$", r"\1", stem)  # SOTS/OTS hazy: ID_A_beta -> ID
+    else:
+        stem = re.sub(r"^norain-", "", stem)
+    return stem
+
+
+class PairedFolderDataset(_RestorationBase):
+    """Real (lq, gt) pairs from a folder in one of ``PAIR_LAYOUTS``; ``degradation`` names what the pairs show
+    (e.g. ``"rain"``), used for the instruction (at a random severity) and the labels."""
+
+    def __init__(self, root, degradation: str, crop: int = 256, train: bool = True, seed: int = 0,
+                 instruction_size: int = 224, ground: str = "pool", instruction: bool = True):  # fmt: skip
+        super().__init__(crop, train, seed, instruction_size, ground, instruction)
+        root = Path(root)
+        layout = next(((a, b) for a, b in PAIR_LAYOUTS if (root / a).is_dir() and (root / b).is_dir()), None)
+        if layout is None:
+            raise FileNotFoundError(f"{root} has none of the paired layouts {[f'{a}/+{b}/' for a, b in PAIR_LAYOUTS]}")
+        gts = {_pair_key(p.stem, "gt"): p for p in list_images(root / layout[1])}
+        self.pairs = []
+        for p in list_images(root / layout[0]):
+            key = _pair_key(p.stem, "lq")
+            if key in gts:
+                self.pairs.append((p, gts[key]))
+        if not self.pairs:
+            raise FileNotFoundError(f"no lq/gt pairs with matching names under {root} ({layout[0]}/, {layout[1]}/)")
+        D.parse(degradation)  # validates the names
+        self.degradation = degradation
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self._rng(index)
+        lq_path, gt_path = self.pairs[index]
+        lq, gt = load_image(lq_path), load_image(gt_path)
+        if lq.shape != gt.shape:
+            raise ValueError(f"{lq_path.name} {lq.shape} and {gt_path.name} {gt.shape} differ in size")
+        lq, gt = crop_pair([lq, gt], self.crop, rng, self.train)
+        spec = D.parse(self.degradation, severity=float(rng.uniform(0.3, 1.0)), rng=rng)
+        return self._item(lq, gt, spec, rng)
+
+
+class MixtureDataset(Dataset):
+    """Concatenate datasets, each repeated ``repeats[i]`` times per epoch (e.g. the PromptIR 3-task mixture
+    repeats BSD400 noise x3 and Rain100L x120 so the tasks are balanced)."""
+
+    def __init__(self, datasets: Sequence[Dataset], repeats: Sequence[int] | None = None):
+        repeats = list(repeats or [1] * len(datasets))
+        if len(repeats) != len(datasets) or any(r < 1 for r in repeats):
+            raise ValueError("repeats must give one positive integer per dataset")
+        self.datasets = list(datasets)
+        self.index = [(d, i) for d, (ds, r) in enumerate(zip(datasets, repeats)) for _ in range(r) for i in range(len(ds))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict:
+        d, i = self.index[index]
+        return self.datasets[d][i]
+
+    def set_epoch(self, epoch: int) -> None:
+        for ds in self.datasets:
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch)

@@ -1,0 +1,5 @@
+"""Pipelines: orchestration only (the models hold the logic)."""
+
+from .defusion_pipeline import DefusionPipeline, DefusionPipelineOutput
+
+__all__ = ["DefusionPipeline", "DefusionPipelineOutput"]

@@ -1,0 +1,266 @@
+"""DefusionPipeline: visual-instructed degradation diffusion (Defusion, CVPR 2025) as a diffusers pipeline.
+
+    >>> pipe = DefusionPipeline.from_pretrained("path/to/defusion-small")      # or from_preset("tiny")
+    >>> out = pipe(image, instruction="rain+noise", num_inference_steps=4,
+    ...            generator=torch.Generator().manual_seed(0))
+    >>> out.images[0]
+
+The pipeline orchestrates; the models hold the logic: the tokenizer turns the visual instruction into residual
+degradation tokens, the adapter projects them for the U-Net's decoupled cross-attention, the bridge turns the
+low-quality image into AdaLN-Zero modulations, the U-Net predicts, the DDIM scheduler steps, and
+``defusion.diffusion`` maps the degradation estimate back to the restored image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .. import degradations as D
+from ..diffusion import check_space, make_scheduler, restored_from
+from ..images import to_float_image
+from ..instructions import GROUND_KINDS, VisualInstruction
+from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
+from ..tiling import tiled_apply
+
+
+@dataclass
+class DefusionPipelineOutput(BaseOutput):
+    """``images``: restored images (PIL list, np BHWC or pt BCHW in [0, 1]); ``instructions``: what the model was
+    told for each image (a degradation label such as ``rain+noise(sigma=25)``, or ``"none"``)."""
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    instructions: list[str] | None = None
+
+
+def _as_image_list(image) -> list[np.ndarray]:
+    """PIL / numpy / torch, single or list (or a BCHW batch) -> list of float32 HWC RGB arrays in [0, 1]."""
+    if isinstance(image, (list, tuple)):
+        if not image:
+            raise ValueError("no images given")
+        return [to_float_image(im, rgb=True) for im in image]
+    if isinstance(image, torch.Tensor) and image.ndim == 4:
+        return [to_float_image(im, rgb=True) for im in image]
+    if isinstance(image, np.ndarray) and image.ndim == 4:
+        return [to_float_image(im, rgb=True) for im in image]
+    return [to_float_image(image, rgb=True)]
+
+
+class DefusionPipeline(DiffusionPipeline):
+    """Components: ``unet`` (DefusionUNet), ``bridge`` (ImageRestorationBridge), ``adapter``
+    (VisualInstructionAdapter), ``tokenizer`` (DegradationTokenizer), ``scheduler`` (DDIMScheduler, trailing,
+    no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation) and
+    ``ground`` ("pool", or "blank" / "simple" for the grounding ablations)."""
+
+    model_cpu_offload_seq = "tokenizer->bridge->unet"
+    _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
+
+    def __init__(
+        self,
+        unet: DefusionUNet,
+        bridge: ImageRestorationBridge,
+        adapter: VisualInstructionAdapter,
+        tokenizer: DegradationTokenizer,
+        scheduler: DDIMScheduler,
+        diffusion_space: str = "degradation",
+        ground: str = "pool",
+    ):
+        super().__init__()
+        check_space(diffusion_space)
+        if ground not in GROUND_KINDS:
+            raise ValueError(f"ground must be one of {GROUND_KINDS}, got {ground!r}")
+        if tokenizer.token_dim != adapter.config.token_dim:
+            raise ValueError(f"tokenizer tokens are {tokenizer.token_dim}-d but the adapter expects {adapter.config.token_dim}")
+        self.register_modules(unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler)
+        self.register_to_config(diffusion_space=diffusion_space, ground=ground)
+        adapter.attach(unet)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str = "tiny", prediction_type: str = "sample", **config) -> "DefusionPipeline":
+        """An untrained pipeline of a named size (``tiny`` for tests, ``small`` ships, ``paper``)."""
+        unet = DefusionUNet.from_preset(name)
+        tokenizer = DegradationTokenizer.from_preset(name)
+        return cls(
+            unet=unet,
+            bridge=ImageRestorationBridge.for_unet(unet),
+            adapter=VisualInstructionAdapter.from_unet(unet, token_dim=tokenizer.token_dim),
+            tokenizer=tokenizer,
+            scheduler=make_scheduler(prediction_type),
+            **config,
+        )
+
+    @classmethod
+    def from_unet(cls, unet, tokenizer: DegradationTokenizer, scheduler=None, patch_size: int = 1, **config):
+        """Adapt a pretrained diffusers U-Net (any noise schedule: its scheduler's betas are kept) into Defusion:
+        conv_in/conv_out re-shaped to RGB, a zero-initialised bridge and an adapter with copied k/v."""
+        dunet = DefusionUNet.from_unet(unet, patch_size=patch_size)
+        if scheduler is not None:
+            sched_cfg = {k: v for k, v in scheduler.config.items() if not k.startswith("_")}
+            scheduler = DDIMScheduler.from_config(sched_cfg, timestep_spacing="trailing", clip_sample=False)
+        return cls(
+            unet=dunet,
+            bridge=ImageRestorationBridge.for_unet(dunet),
+            adapter=VisualInstructionAdapter.from_unet(dunet, token_dim=tokenizer.token_dim),
+            tokenizer=tokenizer,
+            scheduler=scheduler or make_scheduler("sample"),
+            **config,
+        )
+
+    @property
+    def multiple(self) -> int:
+        return max(self.unet.downsample_factor, self.bridge.downsample_factor)
+
+    # ---- instructions -------------------------------------------------------------------------
+    def make_instruction(self, instruction, seed: int = 0) -> VisualInstruction | None:
+        """A VisualInstruction from a VisualInstruction, a degradation spec, a name string or None."""
+        if instruction is None or isinstance(instruction, VisualInstruction):
+            return instruction
+        if isinstance(instruction, str) and instruction.strip().lower() in ("", "none"):
+            return None
+        if isinstance(instruction, str) and instruction.strip().lower() == "auto":
+            raise ValueError("instruction='auto' needs a degradation identifier, which this pipeline does not have")
+        spec = D.parse(instruction, rng=seed)
+        size = self.tokenizer.config.input_size
+        return VisualInstruction.from_spec(spec, seed=seed, size=max(64, size), ground=self.config.ground)
+
+    def encode_instruction(self, instructions: list[VisualInstruction | None], device, dtype) -> torch.Tensor:
+        """Residual degradation tokens per image, projected by the adapter: (B, N, cross_attention_dim).
+        ``None`` (no instruction) gives zero residual tokens, the same as an undegraded ground."""
+        n, d = self.tokenizer.num_tokens, self.tokenizer.token_dim
+        tokens = torch.zeros(len(instructions), n, d, device=device, dtype=dtype)
+        given = [i for i, inst in enumerate(instructions) if inst is not None]
+        if given:
+            res = self.tokenizer.tokenize([instructions[i] for i in given])
+            tokens[given] = res.to(device=device, dtype=dtype)
+        return self.adapter(tokens)
+
+    # ---- the call -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        instruction: Any = None,
+        num_inference_steps: int = 4,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        tile_size: int | None = 512,
+        tile_overlap: int = 32,
+        prompt_embeds: torch.Tensor | None = None,
+        instruction_scale: float | None = None,
+        eta: float = 0.0,
+        instruction_seed: int = 0,
+    ):
+        """Restore ``image``.
+
+        Args:
+            image: PIL image, numpy array (HWC, uint8/uint16/float in [0, 1]), torch tensor (CHW / BCHW in [0, 1]),
+                or a list of them (sizes may differ). Grey images are repeated to RGB; RGBA is composited on white.
+            instruction: what to remove: a ``VisualInstruction``, a degradation spec, a name string like
+                ``"rain+noise"``, None (no instruction), or a list with one of those per image.
+            num_inference_steps: DDIM steps (4 in the paper).
+            generator: torch generator(s) for the initial noise; with ``eta=0`` the result is deterministic.
+            output_type: ``"pil"``, ``"np"`` (BHWC) or ``"pt"`` (BCHW), in [0, 1].
+            tile_size / tile_overlap: images larger than ``tile_size`` are processed in overlapping tiles at every
+                step and blended (memory bounded by the tile); None disables tiling.
+            prompt_embeds: optional text-instruction embeddings (B or 1, L, cross_attention_dim) for the U-Net's
+                text cross-attention (the paper's text-instruction ablation); default: one zero token.
+            instruction_scale: scale of the visual-instruction branch (0 switches it off); default: as trained.
+            instruction_seed: seed of the ground and the degradation drawn for name-string instructions.
+        """
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if tile_size is not None and tile_size % self.multiple:
+            raise ValueError(f"tile_size must be a multiple of {self.multiple}, got {tile_size}")
+        images = _as_image_list(image)
+        insts = instruction if isinstance(instruction, list) else [instruction] * len(images)
+        if len(insts) != len(images):
+            raise ValueError(f"got {len(insts)} instructions for {len(images)} images")
+        insts = [self.make_instruction(i, seed=instruction_seed) for i in insts]
+        gens = generator if isinstance(generator, list) else [generator] * len(images)
+        if len(gens) != len(images):
+            raise ValueError(f"got {len(gens)} generators for {len(images)} images")
+        if instruction_scale is not None:
+            self.adapter.set_scale(instruction_scale)
+
+        device, dtype = self._execution_device, self.unet.dtype
+        tokens = self.encode_instruction(insts, device, dtype)
+        outputs = []
+        # images of one size run as a batch; different sizes run one after another
+        groups: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.shape, []).append(i)
+        results: dict[int, torch.Tensor] = {}
+        for shape, idx in groups.items():
+            x = torch.from_numpy(np.stack([images[i] for i in idx])).permute(0, 3, 1, 2).to(device, dtype) * 2 - 1
+            text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
+            g = [gens[i] for i in idx]
+            restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
+            for j, i in enumerate(idx):
+                results[i] = restored[j]
+        outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
+        images_out = self._postprocess(outputs, output_type)
+        labels = [i.label if i is not None else "none" for i in insts]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images_out, labels)
+        return DefusionPipelineOutput(images=images_out, instructions=labels)
+
+    def _text_embeds(self, prompt_embeds, batch, device, dtype):
+        dim = self.unet.config.cross_attention_dim
+        if prompt_embeds is None:
+            return torch.zeros(batch, 1, dim, device=device, dtype=dtype)
+        if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != dim:
+            raise ValueError(f"prompt_embeds must be (B, L, {dim}), got {tuple(prompt_embeds.shape)}")
+        pe = prompt_embeds.to(device, dtype)
+        return pe.expand(batch, -1, -1) if pe.shape[0] == 1 else pe
+
+    def _restore(self, x_lq, tokens, text, steps, generator, tile_size, tile_overlap, eta):
+        b, _, h, w = x_lq.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:  # reflect-pad to the model's multiple (replicate where the image is too small to reflect)
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x_lq = F.pad(x_lq, (0, pw, 0, ph), mode=mode)
+        self.scheduler.set_timesteps(steps, device=x_lq.device)
+        y = randn_tensor(x_lq.shape, generator=generator, device=x_lq.device, dtype=x_lq.dtype)
+        y = y * self.scheduler.init_noise_sigma
+        cond = (text, [tokens])
+        n_tiles = 1 if tile_size is None else max(1, -(-x_lq.shape[-2] // tile_size)) * max(1, -(-x_lq.shape[-1] // tile_size))
+        with self.progress_bar(total=steps * n_tiles) as bar:
+            for t in self.scheduler.timesteps:
+
+                def denoise(tiles):
+                    lq_t, y_t = tiles
+                    feats = self.bridge(lq_t)
+                    out = self.unet(self.scheduler.scale_model_input(y_t, t), t, cond, bridge_features=feats).sample
+                    bar.update(1)
+                    return out
+
+                pred = tiled_apply(denoise, [x_lq, y], tile_size, tile_overlap, multiple=m)
+                y = self.scheduler.step(pred, t, y, eta=eta, generator=generator).prev_sample
+        restored = restored_from(x_lq, y, self.config.diffusion_space)
+        return restored[..., :h, :w].clamp(-1, 1)
+
+    @staticmethod
+    def _postprocess(x, output_type):
+        if isinstance(x, list):  # different sizes: one output per image
+            return [DefusionPipeline._postprocess(t[None], output_type)[0] for t in x]
+        x = ((x.float() + 1) / 2).clamp(0, 1)
+        if output_type == "pt":
+            return x.cpu()
+        arr = x.permute(0, 2, 3, 1).cpu().numpy()
+        if output_type == "np":
+            return arr
+        return [PIL.Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]

@@ -1,0 +1,234 @@
+"""Defusion models and pipeline on tiny configs."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from PIL import Image
+
+from defusion import DefusionPipeline, VisualInstruction
+from defusion import degradations as D
+from defusion.diffusion import make_scheduler
+from defusion.models import DefusionUNet, ImageRestorationBridge, VisualInstructionAdapter
+from defusion.models.unet import PRESETS
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    p = DefusionPipeline.from_preset("tiny")
+    # give the zero-initialised bridge heads some weight so that the LQ image matters in these tests
+    for h in p.bridge.heads:
+        torch.nn.init.normal_(h.weight, std=0.05)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def rand_img(h, w, seed=0):
+    return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+
+
+def run(pipe, img, **kw):
+    kw.setdefault("generator", torch.Generator().manual_seed(0))
+    kw.setdefault("output_type", "np")
+    return pipe(img, **kw)
+
+
+def test_small_preset_sizes():
+    unet = DefusionUNet.from_preset("small")
+    assert unet.patch_size == 2 and unet.downsample_factor == 16
+    assert sum(p.numel() for p in unet.parameters()) == 14_063_500
+    assert DefusionUNet.from_preset("paper").patch_size == 1
+
+
+def test_plain_unet_checkpoint_loads_unchanged(tmp_path):
+    torch.manual_seed(0)
+    stock = UNet2DConditionModel(in_channels=3, out_channels=3, **PRESETS["tiny"])
+    stock.save_pretrained(tmp_path / "unet")
+    ours = DefusionUNet.from_pretrained(tmp_path / "unet")
+    for (k, v), (k2, v2) in zip(stock.state_dict().items(), ours.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    x, enc = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 8)
+    torch.testing.assert_close(ours(x, 10, enc).sample, stock(x, 10, enc).sample, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="multiple"):
+        ours(torch.randn(1, 3, 15, 16), 10, enc[:1])
+
+
+def test_zero_bridge_is_identity_and_gets_gradients():
+    torch.manual_seed(0)
+    unet = DefusionUNet.from_preset("tiny")
+    bridge = ImageRestorationBridge.for_unet(unet)
+    x, lq, enc = torch.randn(1, 3, 16, 16), torch.randn(1, 3, 16, 16), torch.randn(1, 2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, 5, enc, bridge_features=bridge(lq)).sample, unet(x, 5, enc).sample)
+    unet(x, 5, enc, bridge_features=bridge(lq)).sample.square().mean().backward()
+    gate_rows = [h.weight.grad[2 * h.weight.shape[0] // 3 :] for h in bridge.heads]
+    assert any(g.abs().sum() > 0 for g in gate_rows), "AdaLN-Zero gates must receive gradients at init"
+    with pytest.raises(ValueError, match="bridge expects"):
+        bridge(torch.randn(1, 4, 16, 16))
+
+
+def test_adapter_copies_kv_and_is_decoupled(tmp_path):
+    torch.manual_seed(0)
+    unet = DefusionUNet.from_preset("tiny")
+    adapter = VisualInstructionAdapter.from_unet(unet, token_dim=8)
+    layers = adapter.config.layer_names
+    modules = dict(unet.named_modules())
+    for name, k in zip(layers, adapter.to_k_ip):
+        assert torch.equal(k.weight, modules[name.rsplit(".processor", 1)[0]].to_k.weight)
+    x, text, tok = torch.randn(1, 3, 16, 16), torch.randn(1, 2, 8), torch.randn(1, 5, 8)
+    with torch.no_grad():
+        plain = unet(x, 3, text).sample
+        adapter.attach(unet)
+        assert not any("to_k_ip" in k for k in unet.state_dict()), "adapter weights must not live in the U-Net"
+        adapter.set_scale(0.0)
+        off = unet(x, 3, (text, [adapter(tok)])).sample
+        adapter.set_scale(1.0)
+        on = unet(x, 3, (text, [adapter(tok)])).sample
+    torch.testing.assert_close(off, plain)  # scale 0: exactly the text-only U-Net
+    assert (on - plain).abs().max() > 1e-4
+    unet(x, 3, (text, [adapter(tok)])).sample.mean().backward()
+    assert adapter.to_k_ip[0].weight.grad is not None and adapter.code_proj[0].weight.grad is not None
+    adapter.save_pretrained(tmp_path / "a")
+    back = VisualInstructionAdapter.from_pretrained(tmp_path / "a")
+    assert all(torch.equal(a, b) for a, b in zip(adapter.state_dict().values(), back.state_dict().values()))
+    with pytest.raises(ValueError, match="tokens of shape"):
+        adapter(torch.randn(1, 5, 7))
+
+
+def test_from_unet_reshapes_latent_unet():
+    torch.manual_seed(0)
+    stock = UNet2DConditionModel(in_channels=4, out_channels=4, **PRESETS["tiny"])
+    for p in (1, 2):
+        d = DefusionUNet.from_unet(stock, patch_size=p)
+        assert d.config.in_channels == 3 * p * p and d.patch_size == p
+        k = min(4, 3 * p * p)
+        assert torch.equal(d.conv_in.weight[:, :k], stock.conv_in.weight[:, :k])
+        assert torch.equal(d.down_blocks[0].resnets[0].conv1.weight, stock.down_blocks[0].resnets[0].conv1.weight)
+        assert d(torch.randn(1, 3, 16 * p, 16 * p), 1, torch.randn(1, 1, 8)).sample.shape == (1, 3, 16 * p, 16 * p)
+    tok = DefusionPipeline.from_preset("tiny").tokenizer
+    pipe = DefusionPipeline.from_unet(stock, tok, scheduler=make_scheduler("v_prediction"))
+    assert pipe.scheduler.config.timestep_spacing == "trailing" and not pipe.scheduler.config.clip_sample
+
+
+def test_scheduler_settings_and_oracle():
+    for pt in ("sample", "v_prediction", "epsilon"):
+        s = make_scheduler(pt)
+        assert s.config.timestep_spacing == "trailing" and s.config.clip_sample is False
+        assert s.config.rescale_betas_zero_snr == (pt != "epsilon")
+        s.set_timesteps(4)
+        assert s.timesteps.tolist() == [999, 749, 499, 249]
+    # an oracle that always predicts the true y0 recovers it in 4 DDIM steps, beyond [-1, 1] (no clipping)
+    s = make_scheduler("sample")
+    s.set_timesteps(4)
+    y0 = torch.linspace(-1.8, 1.8, 48).view(1, 3, 4, 4)
+    y = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    for t in s.timesteps:
+        y = s.step(y0, t, y).prev_sample
+    torch.testing.assert_close(y, y0, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError):
+        make_scheduler("x0")
+
+
+def test_outputs_shape_range_and_types(pipe):
+    img = rand_img(37, 45)
+    out = run(pipe, img, instruction="rain+noise")
+    assert out.images.shape == (1, 37, 45, 3) and out.images.dtype == np.float32
+    assert 0 <= out.images.min() and out.images.max() <= 1
+    assert out.instructions == ["rain+noise(sigma=25)"]
+    pt = run(pipe, torch.from_numpy(img).permute(2, 0, 1), output_type="pt").images
+    assert pt.shape == (1, 3, 37, 45)
+    np.testing.assert_allclose(pt[0].permute(1, 2, 0).numpy(), run(pipe, img).images[0], atol=1e-6)
+    pil = run(pipe, Image.fromarray((img * 255).astype(np.uint8)), output_type="pil").images
+    assert isinstance(pil[0], Image.Image) and pil[0].size == (45, 37)
+
+
+def test_deterministic_with_seed_and_seed_matters(pipe):
+    img = rand_img(32, 32)
+    a, b = run(pipe, img).images, run(pipe, img).images
+    np.testing.assert_array_equal(a, b)
+    c = run(pipe, img, generator=torch.Generator().manual_seed(1)).images
+    assert np.abs(a - c).max() > 0
+
+
+def test_batches_lists_grey_and_rgba(pipe):
+    imgs = [rand_img(32, 32, 1), rand_img(32, 32, 2), rand_img(20, 28, 3)]
+    out = run(pipe, imgs, instruction=["noise", None, VisualInstruction.from_names("haze", size=64)],
+              generator=[torch.Generator().manual_seed(i) for i in range(3)])  # fmt: skip
+    assert [o.shape for o in out.images] == [(32, 32, 3), (32, 32, 3), (20, 28, 3)]
+    assert out.instructions[1] == "none" and out.instructions[2].startswith("haze")
+    single = run(pipe, imgs[0], instruction="noise").images[0]
+    np.testing.assert_allclose(out.images[0], single, atol=1e-5)  # batching does not change a result
+    grey = (np.random.default_rng(0).random((24, 24)) * 255).astype(np.uint8)
+    assert run(pipe, Image.fromarray(grey)).images.shape == (1, 24, 24, 3)
+    rgba = np.zeros((24, 24, 4), np.uint8)
+    assert run(pipe, Image.fromarray(rgba, "RGBA")).images.shape == (1, 24, 24, 3)
+
+
+def test_bad_inputs_raise_clear_errors(pipe):
+    with pytest.raises(ValueError, match="NaN"):
+        run(pipe, np.full((16, 16, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        run(pipe, np.zeros((16, 16, 5), np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        run(pipe, np.zeros((0, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="valid names"):
+        run(pipe, rand_img(16, 16), instruction="smog")
+    with pytest.raises(ValueError, match="identifier"):
+        run(pipe, rand_img(16, 16), instruction="auto")
+    with pytest.raises(ValueError, match="instructions for"):
+        run(pipe, [rand_img(16, 16)] * 2, instruction=["rain"])
+    with pytest.raises(ValueError, match="prompt_embeds"):
+        run(pipe, rand_img(16, 16), prompt_embeds=torch.zeros(1, 2, 5))
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        run(pipe, rand_img(16, 16), num_inference_steps=0)
+
+
+def test_instruction_changes_output(pipe):
+    img = rand_img(32, 32)
+    a = run(pipe, img, instruction="rain").images
+    b = run(pipe, img, instruction="noise").images
+    c = run(pipe, img, instruction=None).images
+    assert np.abs(a - b).max() > 1e-4 and np.abs(a - c).max() > 1e-4
+    text = run(pipe, img, prompt_embeds=torch.randn(1, 3, 8)).images  # the text branch still works
+    assert np.abs(text - c).max() > 1e-4
+
+
+def test_tiling(pipe):
+    small = rand_img(30, 30)
+    np.testing.assert_array_equal(run(pipe, small, tile_size=32).images, run(pipe, small, tile_size=None).images)
+    img = np.clip(rand_img(64, 96) * 0.1 + np.linspace(0.2, 0.8, 96)[None, :, None], 0, 1).astype(np.float32)
+    full = run(pipe, img, tile_size=None, instruction="noise").images[0]
+    tiled = run(pipe, img, tile_size=32, tile_overlap=8, instruction="noise").images[0]
+    assert np.abs(full - tiled).mean() < 0.05
+    # seamless: the jump across a tile border is no larger than jumps between neighbouring columns elsewhere
+    col_jumps = np.abs(np.diff(tiled, axis=1)).mean(axis=(0, 2))
+    assert col_jumps[23:26].max() < 3 * np.median(col_jumps)
+    with pytest.raises(ValueError, match="tile_size"):
+        run(pipe, img, tile_size=31)
+
+
+def test_save_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    back = DefusionPipeline.from_pretrained(tmp_path / "p")
+    back.set_progress_bar_config(disable=True)
+    img = rand_img(32, 40)
+    np.testing.assert_allclose(run(back, img, instruction="rain").images, run(pipe, img, instruction="rain").images, atol=1e-5)
+    assert back.config.diffusion_space == "degradation" and back.config.ground == "pool"
+
+
+def test_missing_weights_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises((OSError, ValueError)):
+        DefusionPipeline.from_pretrained(tmp_path / "empty")
+
+
+def test_ablation_switches():
+    p = DefusionPipeline.from_preset("tiny", diffusion_space="image", ground="blank")
+    p.set_progress_bar_config(disable=True)
+    assert p.make_instruction("rain").ground == "blank"
+    assert run(p, rand_img(16, 16), instruction="rain").images.shape == (1, 16, 16, 3)
+    with pytest.raises(ValueError, match="diffusion space"):
+        DefusionPipeline.from_preset("tiny", diffusion_space="latent")
+    with pytest.raises(ValueError, match="ground"):
+        DefusionPipeline.from_preset("tiny", ground="chart")
