@@ -174,8 +174,6 @@ def test_bad_inputs_raise_clear_errors(pipe):
         run(pipe, np.zeros((0, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="valid names"):
         run(pipe, rand_img(16, 16), instruction="smog")
-    with pytest.raises(ValueError, match="identifier"):
-        run(pipe, rand_img(16, 16), instruction="auto")
     with pytest.raises(ValueError, match="instructions for"):
         run(pipe, [rand_img(16, 16)] * 2, instruction=["rain"])
     with pytest.raises(ValueError, match="prompt_embeds"):
@@ -232,3 +230,19 @@ def test_ablation_switches():
         DefusionPipeline.from_preset("tiny", diffusion_space="latent")
     with pytest.raises(ValueError, match="ground"):
         DefusionPipeline.from_preset("tiny", ground="chart")
+
+
+def test_blind_auto_mode(pipe):
+    out = run(pipe, [rand_img(32, 32), rand_img(32, 32, 1)], instruction="auto")
+    assert len(out.detected) == 2 and all(isinstance(d, list) for d in out.detected)
+    for d, label in zip(out.detected, out.instructions):
+        assert label == ("none" if not d else "+".join(k for k, _, _ in d)) or label.startswith(d[0][0])
+    pipe.identifier.register_to_config(threshold=0.0)  # everything "detected": the instruction holds every kind
+    try:
+        found, inst = pipe.identify(rand_img(32, 32))
+        assert len(found) == len(pipe.identifier.kinds) and len(inst.spec.steps) == len(found)
+    finally:
+        pipe.identifier.register_to_config(threshold=0.5)
+    no_id = DefusionPipeline(**{k: v for k, v in pipe.components.items() if k != "identifier"})
+    with pytest.raises(ValueError, match="identifier"):
+        run(no_id, rand_img(16, 16), instruction="auto")

@@ -70,6 +70,7 @@ def parse_args(input_args=None):
     p.add_argument("--p_single", type=float, default=1.0, help="probability of a single kind when max_mix > 1")
     p.add_argument("--val_holdout", type=int, default=8, help="last N images of the first clean dir held out for validation")
     p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--ground_cache", type=int, default=0, help="draw instruction grounds from a fixed set of N (speed)")
     p.add_argument("--prediction_type", default="sample", choices=["sample", "v_prediction", "epsilon"])
     p.add_argument("--diffusion_space", default="degradation", choices=["degradation", "image"])
     p.add_argument("--ground", default="pool", choices=["pool", "blank", "simple"])
@@ -99,7 +100,7 @@ def parse_args(input_args=None):
     p.add_argument("--checkpointing_steps", type=int, default=1000)
     p.add_argument("--checkpoints_total_limit", type=int, default=3)
     p.add_argument("--resume_from_checkpoint", default=None)
-    p.add_argument("--validation_steps", type=int, default=500)
+    p.add_argument("--validation_steps", type=int, default=500, help="also validates at the end; 0: only at the end")
     p.add_argument("--dataloader_num_workers", type=int, default=0)
     p.add_argument("--cpu", action="store_true")
     args = p.parse_args(input_args)
@@ -125,7 +126,8 @@ class DefusionTrainingModule(nn.Module):
 
 def build_datasets(args, instruction_size: int):
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    common = dict(crop=args.resolution, instruction_size=instruction_size, ground=args.ground, seed=args.seed)
+    common = dict(crop=args.resolution, instruction_size=instruction_size, ground=args.ground, seed=args.seed,
+                  ground_cache=args.ground_cache)  # fmt: skip
     train, val_files = [], []
     for i, d in enumerate(args.clean_dirs):
         files = list_images(d)
@@ -340,8 +342,8 @@ def main(args):
                 if accelerator.is_main_process:
                     prune_checkpoints(out, args.checkpoints_total_limit)
                 accelerator.save_state(str(out / f"checkpoint-{global_step}"))
-            if accelerator.is_main_process and val_ds is not None and args.validation_steps and (
-                global_step % args.validation_steps == 0 or done
+            if accelerator.is_main_process and val_ds is not None and (
+                done or (args.validation_steps and global_step % args.validation_steps == 0)
             ):
                 if ema is not None:
                     ema.store(module.parameters())

@@ -15,6 +15,7 @@ including the identity; the reference loaders draw only 7); validation crops are
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -74,10 +75,20 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) * 2 - 1
 
 
+@functools.lru_cache(maxsize=4096)
+def cached_ground(kind: str, seed: int, size: int) -> np.ndarray:
+    """A clean ground by (kind, seed, size); cached per worker process, read-only."""
+    g = VisualInstruction.null_instruction(seed=seed, size=size, ground=kind).null
+    g.setflags(write=False)
+    return g
+
+
 class _RestorationBase(Dataset):
-    def __init__(self, crop: int, train: bool, seed: int, instruction_size: int, ground: str, instruction: bool):
+    def __init__(self, crop: int, train: bool, seed: int, instruction_size: int, ground: str, instruction: bool,
+                 ground_cache: int = 0):  # fmt: skip
         self.crop, self.train, self.seed = crop, train, seed
         self.instruction_size, self.ground, self.instruction = instruction_size, ground, instruction
+        self.ground_cache = ground_cache
         self.names = D.names()
         self.epoch = 0
 
@@ -92,7 +103,11 @@ class _RestorationBase(Dataset):
         item = {"lq": to_tensor(lq), "gt": to_tensor(gt), "labels": multi_hot(spec, self.names),
                 "spec": json.dumps(spec.to_dict() if spec is not None else None)}  # fmt: skip
         if self.instruction:
-            inst = VisualInstruction.from_spec(spec, seed=int(rng.integers(2**31)), size=self.instruction_size, ground=self.ground)
+            seed = int(rng.integers(2**31))
+            ground = self.ground
+            if self.ground_cache:  # draw from a fixed set of grounds: rendering them dominates the data cost
+                ground = cached_ground(self.ground, seed % self.ground_cache, self.instruction_size)
+            inst = VisualInstruction.from_spec(spec, seed=seed, size=self.instruction_size, ground=ground)
             item["instruction"], item["null"] = to_tensor(inst.image), to_tensor(inst.null)
         return item
 
@@ -106,12 +121,14 @@ class SyntheticDegradationDataset(_RestorationBase):
         severity: fixed severity, or None for uniform in [0.1, 1].
         crop: training/validation crop size; instruction_size: the tokenizer's input size.
         instruction: build the visual instruction for each item (False for restorers that do not use one).
+        ground_cache: if > 0, grounds come from a fixed set of this many (cached per worker) instead of a fresh
+            ground per item; the degradation on them is still drawn per item.
     """
 
     def __init__(self, source, kinds=None, crop: int = 256, train: bool = True, seed: int = 0, max_mix: int = 1,
                  p_single: float = 1.0, severity=None, instruction_size: int = 224, ground: str = "pool",
-                 instruction: bool = True):  # fmt: skip
-        super().__init__(crop, train, seed, instruction_size, ground, instruction)
+                 instruction: bool = True, ground_cache: int = 0):  # fmt: skip
+        super().__init__(crop, train, seed, instruction_size, ground, instruction, ground_cache)
         if isinstance(source, (str, Path)):
             self.source = list_images(source)
         elif isinstance(source, (list, tuple)):
@@ -159,8 +176,9 @@ class PairedFolderDataset(_RestorationBase):
     (e.g. ``"rain"``), used for the instruction (at a random severity) and the labels."""
 
     def __init__(self, root, degradation: str, crop: int = 256, train: bool = True, seed: int = 0,
-                 instruction_size: int = 224, ground: str = "pool", instruction: bool = True):  # fmt: skip
-        super().__init__(crop, train, seed, instruction_size, ground, instruction)
+                 instruction_size: int = 224, ground: str = "pool", instruction: bool = True,
+                 ground_cache: int = 0):  # fmt: skip
+        super().__init__(crop, train, seed, instruction_size, ground, instruction, ground_cache)
         root = Path(root)
         layout = next(((a, b) for a, b in PAIR_LAYOUTS if (root / a).is_dir() and (root / b).is_dir()), None)
         if layout is None:

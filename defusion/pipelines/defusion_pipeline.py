@@ -29,16 +29,19 @@ from ..diffusion import check_space, make_scheduler, restored_from
 from ..images import to_float_image
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
+from ..perception import DegradationIdentifier
 from ..tiling import tiled_apply
 
 
 @dataclass
 class DefusionPipelineOutput(BaseOutput):
     """``images``: restored images (PIL list, np BHWC or pt BCHW in [0, 1]); ``instructions``: what the model was
-    told for each image (a degradation label such as ``rain+noise(sigma=25)``, or ``"none"``)."""
+    told for each image (a degradation label such as ``rain+noise(sigma=25)``, or ``"none"``); ``detected``: with
+    ``instruction="auto"``, what the identifier found in each image."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     instructions: list[str] | None = None
+    detected: list[list[tuple[str, float, float]]] | None = None  # instruction="auto": (kind, probability, severity)
 
 
 def _as_image_list(image) -> list[np.ndarray]:
@@ -60,8 +63,9 @@ class DefusionPipeline(DiffusionPipeline):
     no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation) and
     ``ground`` ("pool", or "blank" / "simple" for the grounding ablations)."""
 
-    model_cpu_offload_seq = "tokenizer->bridge->unet"
+    model_cpu_offload_seq = "identifier->tokenizer->bridge->unet"
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
+    _optional_components = ["identifier"]
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class DefusionPipeline(DiffusionPipeline):
         adapter: VisualInstructionAdapter,
         tokenizer: DegradationTokenizer,
         scheduler: DDIMScheduler,
+        identifier: DegradationIdentifier | None = None,
         diffusion_space: str = "degradation",
         ground: str = "pool",
     ):
@@ -79,7 +84,9 @@ class DefusionPipeline(DiffusionPipeline):
             raise ValueError(f"ground must be one of {GROUND_KINDS}, got {ground!r}")
         if tokenizer.token_dim != adapter.config.token_dim:
             raise ValueError(f"tokenizer tokens are {tokenizer.token_dim}-d but the adapter expects {adapter.config.token_dim}")
-        self.register_modules(unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler)
+        self.register_modules(
+            unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler, identifier=identifier
+        )
         self.register_to_config(diffusion_space=diffusion_space, ground=ground)
         adapter.attach(unet)
 
@@ -95,6 +102,7 @@ class DefusionPipeline(DiffusionPipeline):
             adapter=VisualInstructionAdapter.from_unet(unet, token_dim=tokenizer.token_dim),
             tokenizer=tokenizer,
             scheduler=make_scheduler(prediction_type),
+            identifier=DegradationIdentifier.from_preset(name),
             **config,
         )
 
@@ -127,10 +135,23 @@ class DefusionPipeline(DiffusionPipeline):
         if isinstance(instruction, str) and instruction.strip().lower() in ("", "none"):
             return None
         if isinstance(instruction, str) and instruction.strip().lower() == "auto":
-            raise ValueError("instruction='auto' needs a degradation identifier, which this pipeline does not have")
+            raise ValueError("instruction='auto' is resolved per image by identify(); call the pipeline with it")
         spec = D.parse(instruction, rng=seed)
         size = self.tokenizer.config.input_size
         return VisualInstruction.from_spec(spec, seed=seed, size=max(64, size), ground=self.config.ground)
+
+    def identify(self, image: np.ndarray, seed: int = 0):
+        """Blind mode: the identifier's findings for one image and the instruction built from them (kinds in
+        order of likelihood, each at its estimated severity); (findings, None) when the image looks clean."""
+        if self.identifier is None:
+            raise ValueError("instruction='auto' needs a degradation identifier; this pipeline has none")
+        found = self.identifier.identify(image)
+        if not found:
+            return found, None
+        rng = np.random.default_rng(seed)
+        spec = D.Compose([D.get(k).from_severity(float(np.clip(s, 0.0, 1.0)), rng) for k, _, s in found])
+        size = max(64, self.tokenizer.config.input_size)
+        return found, VisualInstruction.from_spec(spec, seed=seed, size=size, ground=self.config.ground)
 
     def encode_instruction(self, instructions: list[VisualInstruction | None], device, dtype) -> torch.Tensor:
         """Residual degradation tokens per image, projected by the adapter: (B, N, cross_attention_dim).
@@ -166,7 +187,8 @@ class DefusionPipeline(DiffusionPipeline):
             image: PIL image, numpy array (HWC, uint8/uint16/float in [0, 1]), torch tensor (CHW / BCHW in [0, 1]),
                 or a list of them (sizes may differ). Grey images are repeated to RGB; RGBA is composited on white.
             instruction: what to remove: a ``VisualInstruction``, a degradation spec, a name string like
-                ``"rain+noise"``, None (no instruction), or a list with one of those per image.
+                ``"rain+noise"``, ``"auto"`` (blind: the identifier decides), None (no instruction), or a list
+                with one of those per image.
             num_inference_steps: DDIM steps (4 in the paper).
             generator: torch generator(s) for the initial noise; with ``eta=0`` the result is deterministic.
             output_type: ``"pil"``, ``"np"`` (BHWC) or ``"pt"`` (BCHW), in [0, 1].
@@ -184,9 +206,15 @@ class DefusionPipeline(DiffusionPipeline):
         if tile_size is not None and tile_size % self.multiple:
             raise ValueError(f"tile_size must be a multiple of {self.multiple}, got {tile_size}")
         images = _as_image_list(image)
-        insts = instruction if isinstance(instruction, list) else [instruction] * len(images)
+        insts = list(instruction) if isinstance(instruction, list) else [instruction] * len(images)
         if len(insts) != len(images):
             raise ValueError(f"got {len(insts)} instructions for {len(images)} images")
+        detected = None
+        if any(isinstance(i, str) and i.strip().lower() == "auto" for i in insts):
+            detected = [None] * len(images)
+            for j, i in enumerate(insts):
+                if isinstance(i, str) and i.strip().lower() == "auto":
+                    detected[j], insts[j] = self.identify(images[j], seed=instruction_seed)
         insts = [self.make_instruction(i, seed=instruction_seed) for i in insts]
         gens = generator if isinstance(generator, list) else [generator] * len(images)
         if len(gens) != len(images):
@@ -215,7 +243,7 @@ class DefusionPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images_out, labels)
-        return DefusionPipelineOutput(images=images_out, instructions=labels)
+        return DefusionPipelineOutput(images=images_out, instructions=labels, detected=detected)
 
     def _text_embeds(self, prompt_embeds, batch, device, dtype):
         dim = self.unet.config.cross_attention_dim

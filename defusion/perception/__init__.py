@@ -1,0 +1,7 @@
+"""Perception modules; each has real loading code (``from_pretrained`` on a local folder) and works offline."""
+
+from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up on this namespace)
+
+from .identifier import DegradationIdentifier, identifier_loss
+
+__all__ = ["DegradationIdentifier", "identifier_loss"]

@@ -1,0 +1,85 @@
+"""DegradationIdentifier: which degradations does an image show, and how strongly?
+
+A small CNN (multi-label presence logits + a severity in [0, 1] per kind) trained on clean images degraded by
+the registry (``train/train_identifier.py``). It looks at native-resolution crops, since resizing would erase
+noise and JPEG blocks; ``identify`` averages over a few crops. ``DefusionPipeline(instruction="auto")`` uses it
+to build the visual instruction from what it detects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from .. import degradations as D
+
+
+class DegradationIdentifier(ModelMixin, ConfigMixin):
+    """Args:
+    kinds: the registry names it reports (default: all).
+    channels: widths of the stride-2 stages.
+    crop: the crop size it is trained and run on.
+    threshold: presence probability above which a kind is reported.
+    """
+
+    @register_to_config
+    def __init__(self, kinds=None, channels=(32, 64, 128, 192), crop: int = 128, threshold: float = 0.5):
+        super().__init__()
+        kinds = list(kinds or D.names())
+        layers, c_in = [nn.Conv2d(3, channels[0], 3, padding=1), nn.SiLU()], channels[0]
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU(),
+                       nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(8, c), nn.SiLU()]  # fmt: skip
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * c_in, 2 * len(kinds))
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.config.kinds or D.names())
+
+    @classmethod
+    def from_preset(cls, name: str = "small") -> "DegradationIdentifier":
+        presets = {"tiny": dict(channels=(8, 16), crop=32), "small": {}, "paper": dict(channels=(64, 128, 256, 384))}
+        if name not in presets:
+            raise ValueError(f"unknown identifier preset {name!r}; choose from {sorted(presets)}")
+        return cls(**presets[name])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) in [-1, 1] -> (presence logits (B, K), severity (B, K) in [0, 1])."""
+        h = self.features(x)
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        logits, sev = self.head(pooled).chunk(2, dim=1)
+        return logits, torch.sigmoid(sev)
+
+    @torch.no_grad()
+    def identify(self, image: np.ndarray, max_crops: int = 5) -> list[tuple[str, float, float]]:
+        """Float HWC RGB in [0, 1] -> [(kind, probability, severity)] for kinds above the threshold, most likely
+        first (an empty list: the image looks clean)."""
+        from ..images import check_image
+
+        img = check_image(image, channels=(3,))
+        c = self.config.crop
+        h, w = img.shape[:2]
+        if h < c or w < c:
+            img = np.pad(img, ((0, max(0, c - h)), (0, max(0, c - w)), (0, 0)), mode="reflect" if h > 1 and w > 1 else "edge")
+            h, w = img.shape[:2]
+        spots = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)][:max_crops]
+        crops = np.stack([img[t : t + c, l : l + c] for t, l in spots])
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device, self.dtype) * 2 - 1
+        logits, sev = self(x)
+        p, s = torch.sigmoid(logits).mean(0).float().cpu(), sev.mean(0).float().cpu()
+        found = [(k, float(p[i]), float(s[i])) for i, k in enumerate(self.kinds) if p[i] >= self.config.threshold]
+        return sorted(found, key=lambda t: -t[1])
+
+
+def identifier_loss(logits, severity, presence, target_severity):
+    """BCE on presence + MSE on the severity of the kinds that are present."""
+    bce = F.binary_cross_entropy_with_logits(logits, presence)
+    mask = presence > 0
+    mse = F.mse_loss(severity[mask], target_severity[mask]) if mask.any() else severity.sum() * 0
+    return bce + mse, {"bce": bce.detach(), "severity_mse": mse.detach()}
