@@ -200,7 +200,7 @@ def main(args):
         out.mkdir(parents=True, exist_ok=True)
 
     if args.pretrained_pipeline:
-        base = DefusionPipeline.from_pretrained(args.pretrained_pipeline)
+        base = DefusionPipeline.from_pretrained(args.pretrained_pipeline, dtype=torch.float32)
         unet, bridge, adapter, tokenizer = base.unet, base.bridge, base.adapter, base.tokenizer
     else:
         unet = DefusionUNet.from_preset(args.preset)
