@@ -111,3 +111,16 @@ def test_identity_on_real_cbsd68_first_images():
     res = evaluate("identity", "CBSD68:noise25", SHARED, limit=3, progress=False, lpips=False)
     r = res["tasks"]["CBSD68:noise25"]
     assert r["count"] == 3 and 19.5 < r["psnr"] < 21.5  # AWGN 25 on uint8 images: ~20.5 dB
+
+
+def test_saved_pipeline_folder_is_a_method(data_root, tmp_path):
+    import torch
+
+    from defusion import DefusionPipeline
+
+    torch.manual_seed(0)
+    DefusionPipeline.from_preset("tiny").save_pretrained(tmp_path / "pipe")
+    res = evaluate(str(tmp_path / "pipe"), "CBSD68:noise25", data_root, limit=1, progress=False, lpips=False)
+    r = res["tasks"]["CBSD68:noise25"]
+    assert r["count"] == 1 and np.isfinite(r["psnr"])
+    assert load_method(str(tmp_path / "pipe")).num_parameters > 0

@@ -10,6 +10,9 @@ Every method is *blind*: it sees only the degraded image, never the task's degra
 * ``unsharp``: unsharp masking (Gaussian sigma 2 px, amount 1);
 * ``wiener``: Wiener deconvolution with an assumed Gaussian PSF (sigma 1.5 px; scikit-image).
 
+* any saved ``DefusionPipeline`` folder (a path holding ``model_index.json``): run blind (``instruction="auto"``)
+  when the pipeline has a degradation identifier, else with no instruction; 4 DDIM steps, seed 0.
+
 More methods register with ``register_method(name, factory)``; a ``factory()`` returns a callable with an
 optional ``num_parameters`` attribute.
 """
@@ -33,11 +36,39 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
+class PipelineMethod:
+    """A saved DefusionPipeline as a blind method of the harness."""
+
+    def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512):
+        import torch
+
+        from ..pipelines import DefusionPipeline
+
+        self.pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.instruction = instruction if self.pipe.identifier is not None else None
+        self.steps, self.tile_size = steps, tile_size
+        self.num_parameters = sum(
+            p.numel() for n in ("unet", "bridge", "adapter", "tokenizer") for p in getattr(self.pipe, n).parameters()
+        )
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = self.pipe(img, instruction=self.instruction, num_inference_steps=self.steps, output_type="np",
+                        generator=torch.Generator().manual_seed(0), tile_size=self.tile_size)  # fmt: skip
+        return out.images[0]
+
+
 def load_method(name: str) -> MethodFn:
-    """A method by registered name."""
+    """A method by registered name, or a saved DefusionPipeline folder."""
     if name in _METHODS:
         return _METHODS[name]()
-    raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}")
+    from pathlib import Path
+
+    if (Path(name) / "model_index.json").is_file():
+        return PipelineMethod(name)
+    raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}, or a pipeline folder")
 
 
 def estimate_noise_sigma(img: np.ndarray) -> float:
