@@ -62,3 +62,21 @@ def test_eval_command(tmp_path, capsys):
     assert json.loads((tmp_path / "res" / "summary.json").read_text())["tasks"]["Set:noise25"]["count"] == 2
     assert main(["eval", "--list"]) == 0
     assert main(["eval", "--method", "nope", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data")]) == 2
+
+
+def test_restore_command(tmp_path, capsys):
+    import torch
+
+    from defusion import DefusionPipeline
+    from defusion.images import save_image
+
+    torch.manual_seed(0)
+    DefusionPipeline.from_preset("tiny").save_pretrained(tmp_path / "pipe")
+    save_image(np.random.default_rng(0).random((24, 30, 3)).astype(np.float32), tmp_path / "in.png")
+    rc = main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(tmp_path / "pipe"),
+               "--instruction", "rain+noise", "--compare", str(tmp_path / "cmp.png")])  # fmt: skip
+    assert rc == 0 and Image.open(tmp_path / "out.png").size == (30, 24)
+    assert Image.open(tmp_path / "cmp.png").size[0] > 3 * 24
+    assert "rain+noise" in capsys.readouterr().out
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png"), "--model", str(tmp_path / "pipe")]) == 0
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o3.png"), "--model", str(tmp_path)]) == 2
