@@ -164,6 +164,15 @@ class VisualInstruction:
         return save_png(self.grid(amplify), path)
 
 
+def text_instruction(spec: Degradation | None) -> str:
+    """The text form of an instruction, for the paper's text-instead-of-visual ablation:
+    ``"remove rain, noise"``, or ``"keep the image unchanged"`` for no degradation."""
+    steps = [] if spec is None else list(spec.steps)
+    if not steps:
+        return "keep the image unchanged"
+    return "remove " + ", ".join(s.name.replace("_", " ") for s in steps)
+
+
 def instruction_gallery(instructions: Sequence[VisualInstruction], cols: int = 4) -> np.ndarray:
     """Several instructions in one labelled grid (the clean ground first when they share it)."""
     if not instructions:

@@ -26,3 +26,28 @@ def photo():
 def psnr(a, b):
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """A tiny random CLIP text encoder (width 8, the tiny U-Net's cross_attention_dim) and a character-level
+    CLIP tokenizer, saved to a temp folder so the real loading code runs offline."""
+    import json
+
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    d = tmp_path_factory.mktemp("clip")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"), model_max_length=16).save_pretrained(d / "tokenizer")
+    torch.manual_seed(0)
+    cfg = CLIPTextConfig(vocab_size=len(vocab), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1)  # fmt: skip
+    CLIPTextModel(cfg).save_pretrained(d / "text_encoder")
+    return d / "text_encoder", d / "tokenizer"

@@ -246,3 +246,28 @@ def test_blind_auto_mode(pipe):
     no_id = DefusionPipeline(**{k: v for k, v in pipe.components.items() if k != "identifier"})
     with pytest.raises(ValueError, match="identifier"):
         run(no_id, rand_img(16, 16), instruction="auto")
+
+
+def test_text_instruction_path(tiny_clip, tmp_path):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from defusion.instructions import text_instruction
+
+    enc, tok = CLIPTextModel.from_pretrained(tiny_clip[0]), CLIPTokenizer.from_pretrained(tiny_clip[1])
+    torch.manual_seed(0)
+    p = DefusionPipeline.from_preset("tiny")
+    p.register_modules(text_encoder=enc, text_tokenizer=tok)
+    p.set_progress_bar_config(disable=True)
+    img = rand_img(16, 16)
+    assert text_instruction(D.parse("rain+noise")) == "remove rain, noise"
+    a = run(p, img, prompt="remove rain", instruction_scale=0.0).images
+    b = run(p, img, prompt="remove snow", instruction_scale=0.0).images
+    assert np.abs(a - b).max() > 1e-5  # the text reaches the U-Net
+    p.save_pretrained(tmp_path / "p")
+    back = DefusionPipeline.from_pretrained(tmp_path / "p")
+    back.set_progress_bar_config(disable=True)
+    assert back.adapter.config.scale == 0.0  # the scale is persisted
+    np.testing.assert_allclose(run(back, img, prompt="remove rain").images, a, atol=1e-5)
+    plain = DefusionPipeline.from_preset("tiny")
+    with pytest.raises(ValueError, match="text_encoder"):
+        run(plain, img, prompt="remove rain")

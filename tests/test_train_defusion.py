@@ -71,3 +71,28 @@ def test_bad_arguments(clean_dir, tmp_path):
         parse_args(["--preset", "small", "--clean_dirs", str(clean_dir)])  # no tokenizer
     with pytest.raises(FileNotFoundError):
         main(parse_args(base(clean_dir, tmp_path, 1, "--val_holdout", "0", "--resume_from_checkpoint", "checkpoint-7")))
+
+
+def test_text_instruction_ablation_trains(clean_dir, tmp_path, tiny_clip):
+    hist = main(parse_args(base(clean_dir, tmp_path, 2, "--val_holdout", "2", "--validation_steps", "2",
+                                "--checkpointing_steps", "2", "--instruction_mode", "text",
+                                "--text_encoder", str(tiny_clip[0]), "--text_tokenizer", str(tiny_clip[1]))))  # fmt: skip
+    assert len(hist) == 2 and "val_psnr" in hist[-1]
+    from defusion import DefusionPipeline
+
+    pipe = DefusionPipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipe.text_encoder is not None and pipe.adapter.config.scale == 0.0
+
+
+def test_hf_imagefolder_and_paired_sources(tmp_path, photo):
+    from defusion.images import save_image
+
+    for i in range(3):
+        save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "hf" / f"{i}.png")
+        save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "pairs" / "rainy" / f"rain-{i}.png")
+        save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "pairs" / "gt" / f"norain-{i}.png")
+    hist = main(parse_args(["--preset", "tiny", "--hf_imagefolder", str(tmp_path / "hf"), "--paired",
+                            f"{tmp_path / 'pairs'}:rain", "--repeats", "1", "2", "--resolution", "32",
+                            "--train_batch_size", "3", "--max_train_steps", "2", "--report_to", "none",
+                            "--output_dir", str(tmp_path / "out"), "--val_holdout", "0", "--cpu"]))  # fmt: skip
+    assert len(hist) == 2

@@ -36,7 +36,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from defusion.data import MixtureDataset, PairedFolderDataset, SyntheticDegradationDataset, list_images
+from defusion import degradations as D
 from defusion.diffusion import clean_signal, make_scheduler, predicted_y0, restored_from, training_target
+from defusion.instructions import VisualInstruction, text_instruction
 from defusion.models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from defusion.pipelines import DefusionPipeline
 from defusion.training_utils import (
@@ -75,6 +77,10 @@ def parse_args(input_args=None):
     p.add_argument("--diffusion_space", default="degradation", choices=["degradation", "image"])
     p.add_argument("--ground", default="pool", choices=["pool", "blank", "simple"])
     p.add_argument("--no_instruction", action="store_true", help="ablation: zero tokens for every sample")
+    p.add_argument("--instruction_mode", default="visual", choices=["visual", "text", "none"],
+                   help="ablations: 'text' tells the U-Net by a CLIP text prompt instead (adapter off), 'none' not at all")
+    p.add_argument("--text_encoder", default=None, help="CLIPTextModel folder (for --instruction_mode text)")
+    p.add_argument("--text_tokenizer", default=None, help="CLIPTokenizer folder (for --instruction_mode text)")
     p.add_argument("--instruction_dropout", type=float, default=0.1, help="share of samples trained with no instruction")
     p.add_argument("--timestep_sampling", default="uniform", choices=["uniform", "inference"],
                    help="uniform over all training timesteps, or only the 4-step DDIM inference timesteps")  # fmt: skip
@@ -108,6 +114,10 @@ def parse_args(input_args=None):
         p.error("give training data: --clean_dirs, --paired and/or --hf_imagefolder")
     if args.tokenizer is None and args.preset != "tiny" and args.pretrained_pipeline is None:
         p.error("--tokenizer (a trained DegradationTokenizer folder) is required for this preset")
+    if args.no_instruction:
+        args.instruction_mode = "none"
+    if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
+        p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
     return args
 
 
@@ -154,30 +164,29 @@ def build_datasets(args, instruction_size: int):
 
 
 @torch.no_grad()
-def validate(args, modules, tokenizer, scheduler, val_ds, out: Path, step: int, device):
+def validate(args, modules, tokenizer, scheduler, val_ds, out: Path, step: int, device, text=(None, None)):
     pipe = DefusionPipeline(
         unet=modules.unet, bridge=modules.bridge, adapter=modules.adapter, tokenizer=tokenizer, scheduler=scheduler,
-        diffusion_space=args.diffusion_space, ground=args.ground,
+        diffusion_space=args.diffusion_space, ground=args.ground, text_encoder=text[0], text_tokenizer=text[1],
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     rows, labels, psnr_in, psnr_out = [], [], [], []
     for i in range(len(val_ds)):
         item = val_ds[i]
-        spec = json.loads(item["spec"])
-        from defusion import degradations as D
-        from defusion.instructions import VisualInstruction
-
-        inst = None if args.no_instruction else VisualInstruction.from_spec(D.from_dict(spec), seed=i, ground=args.ground,
-                                                                           size=max(64, tokenizer.config.input_size))  # fmt: skip
+        spec = D.from_dict(json.loads(item["spec"]))
+        inst = None
+        if args.instruction_mode == "visual":
+            inst = VisualInstruction.from_spec(spec, seed=i, ground=args.ground, size=max(64, tokenizer.config.input_size))
+        prompt = text_instruction(spec) if args.instruction_mode == "text" else None
         lq = tensor_to_image(item["lq"])
         gt = tensor_to_image(item["gt"])
-        res = pipe(lq, instruction=inst, num_inference_steps=args.num_inference_steps, output_type="np",
+        res = pipe(lq, instruction=inst, prompt=prompt, num_inference_steps=args.num_inference_steps, output_type="np",
                    generator=torch.Generator().manual_seed(i), tile_size=None).images[0]  # fmt: skip
         psnr_in.append(-10 * np.log10(np.mean((lq - gt) ** 2) + 1e-10))
         psnr_out.append(-10 * np.log10(np.mean((res - gt) ** 2) + 1e-10))
         ground = inst.image if inst is not None else np.zeros_like(lq)
         rows += [lq, ground, res, gt]
-        labels += [f"LQ {psnr_in[-1]:.2f} dB", pipe.make_instruction(inst).label if inst else "no instruction",
+        labels += [f"LQ {psnr_in[-1]:.2f} dB", inst.label if inst else (prompt or "no instruction"),
                    f"restored {psnr_out[-1]:.2f} dB", "GT"]  # fmt: skip
     save_png(make_grid(rows, labels, cols=4, tile_height=128), out / "validation" / f"step_{step:07d}.png")
     return {"val_psnr_input": float(np.mean(psnr_in)), "val_psnr": float(np.mean(psnr_out))}
@@ -210,6 +219,16 @@ def main(args):
     if args.tokenizer and args.pretrained_pipeline:
         tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer)
     tokenizer = tokenizer.float().requires_grad_(False).eval().to(accelerator.device)
+    text_encoder = text_tok = None
+    if args.instruction_mode == "text":
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        text_encoder = CLIPTextModel.from_pretrained(args.text_encoder).requires_grad_(False).eval().to(accelerator.device)
+        text_tok = CLIPTokenizer.from_pretrained(args.text_tokenizer)
+        if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
+            raise ValueError(f"text encoder width {text_encoder.config.hidden_size} != cross_attention_dim "
+                             f"{unet.config.cross_attention_dim}")  # fmt: skip
+        adapter.set_scale(0.0)  # text instead of visual: the decoupled branch is off
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     scheduler = make_scheduler(args.prediction_type)
@@ -295,7 +314,7 @@ def main(args):
                 x_lq, x_hq = batch["lq"], batch["gt"]
                 b = x_lq.shape[0]
                 with torch.no_grad():
-                    if args.no_instruction:
+                    if args.instruction_mode != "visual":
                         tokens = torch.zeros(b, tokenizer.num_tokens, tokenizer.token_dim, device=x_lq.device)
                     else:
                         tokens = tokenizer.tokenize(batch["instruction"].float(), null=batch["null"].float())
@@ -309,7 +328,14 @@ def main(args):
                 else:
                     t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), device=y0.device)
                 y_t = scheduler.add_noise(y0, noise, t)
-                text = torch.zeros(b, 1, unwrapped.unet.config.cross_attention_dim, device=y0.device)
+                if text_encoder is not None:
+                    prompts = [text_instruction(D.from_dict(json.loads(sp)) if json.loads(sp) else None) for sp in batch["spec"]]
+                    ids = text_tok(prompts, padding="max_length", truncation=True, return_tensors="pt",
+                                   max_length=min(text_tok.model_max_length, text_encoder.config.max_position_embeddings))  # fmt: skip
+                    with torch.no_grad():
+                        text = text_encoder(ids.input_ids.to(y0.device)).last_hidden_state.float()
+                else:
+                    text = torch.zeros(b, 1, unwrapped.unet.config.cross_attention_dim, device=y0.device)
                 with accelerator.autocast():
                     pred = module(x_lq, y_t, t, tokens, text)
                 target = training_target(scheduler, y0, noise, t)
@@ -348,7 +374,8 @@ def main(args):
                 if ema is not None:
                     ema.store(module.parameters())
                     ema.copy_to(module.parameters())
-                metrics = validate(args, unwrapped, tokenizer, make_scheduler(args.prediction_type), val_ds, out, global_step, accelerator.device)
+                metrics = validate(args, unwrapped, tokenizer, make_scheduler(args.prediction_type), val_ds, out, global_step,
+                                   accelerator.device, text=(text_encoder, text_tok))  # fmt: skip
                 unwrapped.adapter.attach(unwrapped.unet)
                 accelerator.log(metrics, step=global_step)
                 history[-1].update(metrics)
@@ -366,7 +393,7 @@ def main(args):
             ema.copy_to(final.parameters())
         pipe = DefusionPipeline(unet=final.unet, bridge=final.bridge, adapter=final.adapter, tokenizer=tokenizer,
                                 scheduler=make_scheduler(args.prediction_type), diffusion_space=args.diffusion_space,
-                                ground=args.ground)  # fmt: skip
+                                ground=args.ground, text_encoder=text_encoder, text_tokenizer=text_tok)  # fmt: skip
         pipe.save_pretrained(out / "pipeline")
         with open(out / "train_history.jsonl", "a") as f:
             for row in history:

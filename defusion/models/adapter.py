@@ -118,6 +118,8 @@ class VisualInstructionAdapter(ModelMixin, ConfigMixin):
         if len(scales) != len(self.layer_scales):
             raise ValueError(f"expected {len(self.layer_scales)} scales, got {len(scales)}")
         self.layer_scales = scales
+        if len(set(scales)) == 1:  # persisted with save_pretrained
+            self.register_to_config(scale=scales[0])
         if self._attached is not None:
             procs = self._attached.attn_processors
             for name, s in zip(self.config.layer_names, scales):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from .. import degradations as D
 from ..diffusion import check_space, make_scheduler, restored_from
@@ -63,9 +64,9 @@ class DefusionPipeline(DiffusionPipeline):
     no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation) and
     ``ground`` ("pool", or "blank" / "simple" for the grounding ablations)."""
 
-    model_cpu_offload_seq = "identifier->tokenizer->bridge->unet"
+    model_cpu_offload_seq = "text_encoder->identifier->tokenizer->bridge->unet"
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
-    _optional_components = ["identifier"]
+    _optional_components = ["identifier", "text_encoder", "text_tokenizer"]
 
     def __init__(
         self,
@@ -75,6 +76,8 @@ class DefusionPipeline(DiffusionPipeline):
         tokenizer: DegradationTokenizer,
         scheduler: DDIMScheduler,
         identifier: DegradationIdentifier | None = None,
+        text_encoder: CLIPTextModel | None = None,
+        text_tokenizer: CLIPTokenizer | None = None,
         diffusion_space: str = "degradation",
         ground: str = "pool",
     ):
@@ -84,9 +87,15 @@ class DefusionPipeline(DiffusionPipeline):
             raise ValueError(f"ground must be one of {GROUND_KINDS}, got {ground!r}")
         if tokenizer.token_dim != adapter.config.token_dim:
             raise ValueError(f"tokenizer tokens are {tokenizer.token_dim}-d but the adapter expects {adapter.config.token_dim}")
+        if text_encoder is not None and text_encoder.config.hidden_size != unet.config.cross_attention_dim:
+            raise ValueError(
+                f"text encoder width {text_encoder.config.hidden_size} != the U-Net's cross_attention_dim "
+                f"{unet.config.cross_attention_dim}"
+            )
         self.register_modules(
-            unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler, identifier=identifier
-        )
+            unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler, identifier=identifier,
+            text_encoder=text_encoder, text_tokenizer=text_tokenizer,
+        )  # fmt: skip
         self.register_to_config(diffusion_space=diffusion_space, ground=ground)
         adapter.attach(unet)
 
@@ -176,6 +185,7 @@ class DefusionPipeline(DiffusionPipeline):
         return_dict: bool = True,
         tile_size: int | None = 512,
         tile_overlap: int = 32,
+        prompt: str | list[str] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         instruction_scale: float | None = None,
         eta: float = 0.0,
@@ -194,8 +204,10 @@ class DefusionPipeline(DiffusionPipeline):
             output_type: ``"pil"``, ``"np"`` (BHWC) or ``"pt"`` (BCHW), in [0, 1].
             tile_size / tile_overlap: images larger than ``tile_size`` are processed in overlapping tiles at every
                 step and blended (memory bounded by the tile); None disables tiling.
-            prompt_embeds: optional text-instruction embeddings (B or 1, L, cross_attention_dim) for the U-Net's
-                text cross-attention (the paper's text-instruction ablation); default: one zero token.
+            prompt: a text instruction (e.g. ``"remove rain"``) for the U-Net's text cross-attention, encoded by
+                the pipeline's optional CLIP text encoder (the paper's text-instruction ablation).
+            prompt_embeds: precomputed text embeddings (B or 1, L, cross_attention_dim) instead of ``prompt``;
+                default (neither given): one zero token.
             instruction_scale: scale of the visual-instruction branch (0 switches it off); default: as trained.
             instruction_seed: seed of the ground and the degradation drawn for name-string instructions.
         """
@@ -223,6 +235,10 @@ class DefusionPipeline(DiffusionPipeline):
             self.adapter.set_scale(instruction_scale)
 
         device, dtype = self._execution_device, self.unet.dtype
+        if prompt is not None:
+            if prompt_embeds is not None:
+                raise ValueError("give prompt or prompt_embeds, not both")
+            prompt_embeds = self.encode_prompt(prompt, device, dtype)
         tokens = self.encode_instruction(insts, device, dtype)
         outputs = []
         # images of one size run as a batch; different sizes run one after another
@@ -244,6 +260,16 @@ class DefusionPipeline(DiffusionPipeline):
         if not return_dict:
             return (images_out, labels)
         return DefusionPipelineOutput(images=images_out, instructions=labels, detected=detected)
+
+    def encode_prompt(self, prompt: str | list[str], device, dtype) -> torch.Tensor:
+        """Text instruction(s) -> (B, L, cross_attention_dim) with the pipeline's CLIP text encoder."""
+        if self.text_encoder is None or self.text_tokenizer is None:
+            raise ValueError("prompt= needs a text_encoder and a text_tokenizer; this pipeline has none")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        max_len = min(self.text_tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+        ids = self.text_tokenizer(prompts, padding="max_length", max_length=max_len, truncation=True, return_tensors="pt")
+        out = self.text_encoder(ids.input_ids.to(self.text_encoder.device)).last_hidden_state
+        return out.to(device, dtype)
 
     def _text_embeds(self, prompt_embeds, batch, device, dtype):
         dim = self.unet.config.cross_attention_dim
