@@ -5,6 +5,8 @@ from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up
 
 from .adapter import DegradationAttnProcessor, VisualInstructionAdapter, cross_attention_layers
 from .bridge import ImageRestorationBridge
+from .promptir import PromptIR
+from .restormer import Restormer
 from .tokenizer import DegradationTokenizer, PatchGANDiscriminator
 from .unet import DefusionUNet
 
@@ -14,6 +16,8 @@ __all__ = [
     "DegradationTokenizer",
     "ImageRestorationBridge",
     "PatchGANDiscriminator",
+    "PromptIR",
+    "Restormer",
     "VisualInstructionAdapter",
     "cross_attention_layers",
 ]
