@@ -15,6 +15,7 @@ from .instructions import VisualInstruction
 _LAZY = {
     "DefusionPipeline": "defusion.pipelines",
     "DefusionPipelineOutput": "defusion.pipelines",
+    "RestorerPipeline": "defusion.pipelines",
     "DefusionUNet": "defusion.models",
     "DegradationTokenizer": "defusion.models",
     "ImageRestorationBridge": "defusion.models",

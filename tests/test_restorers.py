@@ -57,3 +57,64 @@ def test_save_load_round_trip(tmp_path):
     back = PromptIR.from_preset("tiny").from_pretrained(tmp_path / "m")
     x = torch.rand(1, 3, 16, 16)
     assert torch.equal(m(x), back(x))
+
+
+def test_dfpir_parameter_count_and_frozen_guidance():
+    from defusion.models import DFPIR
+
+    m = DFPIR.from_preset("paper")
+    total = n_params(m)
+    frozen = sum(p.numel() for p in m.parameters() if not p.requires_grad)
+    assert total == 31_104_761  # Restormer 26,126,644 + 4 DGPBs 4,978,117 (1,789,344 in the frozen projections)
+    assert frozen == 1_789_344
+    assert DFPIR.from_preset("paper").dgpb_latent.guide[0].weight.equal(m.dgpb_latent.guide[0].weight)  # seeded
+
+
+def test_dfpir_prompt_changes_the_permutation_and_output():
+    from defusion.models import DFPIR
+    from defusion.perception import DegradationPromptEncoder, prompt_for
+
+    torch.manual_seed(0)
+    m = DFPIR.from_preset("tiny")
+    enc = DegradationPromptEncoder(dim=16)
+    rain, noise = enc.encode(prompt_for("rain")), enc.encode(prompt_for("noise"))
+    assert not torch.equal(m.dgpb_latent.permutation(rain), m.dgpb_latent.permutation(noise))
+    assert sorted(m.dgpb_latent.permutation(rain)[0].tolist()) == list(range(m.dgpb_latent.expand.out_channels))
+    x = torch.rand(1, 3, 16, 16)
+    assert (m(x, rain) - m(x, noise)).abs().max() > 0
+    m(x, rain).mean().backward()
+    assert m.dgpb_latent.guide[0].weight.grad is None  # frozen, as in the reference (no gradient reaches it)
+    assert m.dgpb_latent.expand.weight.grad is not None
+    with pytest.raises(ValueError, match="prompt_code"):
+        m(x)
+
+
+@pytest.mark.parametrize("name", ["restormer", "promptir", "dfpir"])
+def test_restorer_pipeline(name, tmp_path):
+    import numpy as np
+
+    from defusion import RestorerPipeline
+
+    torch.manual_seed(0)
+    pipe = RestorerPipeline.from_preset(name, "tiny")
+    pipe.set_progress_bar_config(disable=True)
+    img = np.random.default_rng(0).random((37, 45, 3)).astype(np.float32)  # odd size: padded and cropped back
+    out = pipe(img, degradation="rain", output_type="np")
+    assert out.images.shape == (1, 37, 45, 3) and out.degradations == ["rain"]
+    # tiled == untiled when the image fits in a tile; bounded difference when it does not
+    np.testing.assert_array_equal(pipe(img, degradation="rain", output_type="np", tile_size=48).images, out.images)
+    tiled = pipe(img, degradation="rain", output_type="np", tile_size=24, tile_overlap=8).images
+    assert np.abs(tiled - out.images).mean() < 0.05
+    pipe.save_pretrained(tmp_path / "p")
+    back = RestorerPipeline.from_pretrained(tmp_path / "p")
+    back.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(back(img, degradation="rain", output_type="np").images, out.images, atol=1e-5)
+    batch = pipe([img, img[:20, :30]], degradation=["rain", "noise"], output_type="np").images
+    assert [b.shape for b in batch] == [(37, 45, 3), (20, 30, 3)]
+    if name == "dfpir":
+        with pytest.raises(ValueError, match="degradation="):
+            pipe(img)
+    with pytest.raises(ValueError, match="valid names"):
+        pipe(img, degradation="smog")
+    with pytest.raises(ValueError, match="identifier"):
+        pipe(img, degradation="auto")

@@ -5,12 +5,14 @@ from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up
 
 from .adapter import DegradationAttnProcessor, VisualInstructionAdapter, cross_attention_layers
 from .bridge import ImageRestorationBridge
+from .dfpir import DFPIR
 from .promptir import PromptIR
 from .restormer import Restormer
 from .tokenizer import DegradationTokenizer, PatchGANDiscriminator
 from .unet import DefusionUNet
 
 __all__ = [
+    "DFPIR",
     "DefusionUNet",
     "DegradationAttnProcessor",
     "DegradationTokenizer",

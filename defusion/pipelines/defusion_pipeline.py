@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -27,11 +26,11 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from .. import degradations as D
 from ..diffusion import check_space, make_scheduler, restored_from
-from ..images import to_float_image
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from ..perception import DegradationIdentifier
 from ..tiling import tiled_apply
+from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
 
 @dataclass
@@ -43,19 +42,6 @@ class DefusionPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     instructions: list[str] | None = None
     detected: list[list[tuple[str, float, float]]] | None = None  # instruction="auto": (kind, probability, severity)
-
-
-def _as_image_list(image) -> list[np.ndarray]:
-    """PIL / numpy / torch, single or list (or a BCHW batch) -> list of float32 HWC RGB arrays in [0, 1]."""
-    if isinstance(image, (list, tuple)):
-        if not image:
-            raise ValueError("no images given")
-        return [to_float_image(im, rgb=True) for im in image]
-    if isinstance(image, torch.Tensor) and image.ndim == 4:
-        return [to_float_image(im, rgb=True) for im in image]
-    if isinstance(image, np.ndarray) and image.ndim == 4:
-        return [to_float_image(im, rgb=True) for im in image]
-    return [to_float_image(image, rgb=True)]
 
 
 class DefusionPipeline(DiffusionPipeline):
@@ -213,11 +199,10 @@ class DefusionPipeline(DiffusionPipeline):
         """
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        check_output_type(output_type)
         if tile_size is not None and tile_size % self.multiple:
             raise ValueError(f"tile_size must be a multiple of {self.multiple}, got {tile_size}")
-        images = _as_image_list(image)
+        images = as_image_list(image)
         insts = list(instruction) if isinstance(instruction, list) else [instruction] * len(images)
         if len(insts) != len(images):
             raise ValueError(f"got {len(insts)} instructions for {len(images)} images")
@@ -240,21 +225,19 @@ class DefusionPipeline(DiffusionPipeline):
                 raise ValueError("give prompt or prompt_embeds, not both")
             prompt_embeds = self.encode_prompt(prompt, device, dtype)
         tokens = self.encode_instruction(insts, device, dtype)
-        outputs = []
+
         # images of one size run as a batch; different sizes run one after another
-        groups: dict[tuple, list[int]] = {}
-        for i, im in enumerate(images):
-            groups.setdefault(im.shape, []).append(i)
+        groups = group_by_shape(images)
         results: dict[int, torch.Tensor] = {}
         for shape, idx in groups.items():
-            x = torch.from_numpy(np.stack([images[i] for i in idx])).permute(0, 3, 1, 2).to(device, dtype) * 2 - 1
+            x = to_model_batch([images[i] for i in idx], device, dtype)
             text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
             g = [gens[i] for i in idx]
             restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
             for j, i in enumerate(idx):
                 results[i] = restored[j]
         outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
-        images_out = self._postprocess(outputs, output_type)
+        images_out = postprocess(outputs, output_type)
         labels = [i.label if i is not None else "none" for i in insts]
         self.maybe_free_model_hooks()
         if not return_dict:
@@ -283,10 +266,7 @@ class DefusionPipeline(DiffusionPipeline):
     def _restore(self, x_lq, tokens, text, steps, generator, tile_size, tile_overlap, eta):
         b, _, h, w = x_lq.shape
         m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:  # reflect-pad to the model's multiple (replicate where the image is too small to reflect)
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x_lq = F.pad(x_lq, (0, pw, 0, ph), mode=mode)
+        x_lq = pad_to_multiple(x_lq, m)
         self.scheduler.set_timesteps(steps, device=x_lq.device)
         y = randn_tensor(x_lq.shape, generator=generator, device=x_lq.device, dtype=x_lq.dtype)
         y = y * self.scheduler.init_noise_sigma
@@ -306,15 +286,3 @@ class DefusionPipeline(DiffusionPipeline):
                 y = self.scheduler.step(pred, t, y, eta=eta, generator=generator).prev_sample
         restored = restored_from(x_lq, y, self.config.diffusion_space)
         return restored[..., :h, :w].clamp(-1, 1)
-
-    @staticmethod
-    def _postprocess(x, output_type):
-        if isinstance(x, list):  # different sizes: one output per image
-            return [DefusionPipeline._postprocess(t[None], output_type)[0] for t in x]
-        x = ((x.float() + 1) / 2).clamp(0, 1)
-        if output_type == "pt":
-            return x.cpu()
-        arr = x.permute(0, 2, 3, 1).cpu().numpy()
-        if output_type == "np":
-            return arr
-        return [PIL.Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]

@@ -1,0 +1,64 @@
+"""Image handling shared by the pipelines: inputs to float arrays, padding, outputs to PIL / np / pt."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from ..images import to_float_image
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def as_image_list(image) -> list[np.ndarray]:
+    """PIL / numpy / torch, single or list (or a BCHW / BHWC batch) -> list of float32 HWC RGB arrays in [0, 1]."""
+    if isinstance(image, (list, tuple)):
+        if not image:
+            raise ValueError("no images given")
+        return [to_float_image(im, rgb=True) for im in image]
+    if isinstance(image, (torch.Tensor, np.ndarray)) and image.ndim == 4:
+        return [to_float_image(im, rgb=True) for im in image]
+    return [to_float_image(image, rgb=True)]
+
+
+def group_by_shape(images: list[np.ndarray]) -> dict[tuple, list[int]]:
+    """Indices of same-sized images (they run as one batch)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(im.shape, []).append(i)
+    return groups
+
+
+def to_model_batch(images: list[np.ndarray], device, dtype) -> torch.Tensor:
+    """Same-sized HWC [0, 1] arrays -> (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device, dtype) * 2 - 1
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad the bottom/right to a multiple (replicate where the image is too small to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def check_output_type(output_type: str) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+
+def postprocess(x, output_type: str):
+    """(B, 3, H, W) in [-1, 1] (or a list of (3, H, W) of different sizes) -> PIL list, np BHWC or pt BCHW in [0, 1]."""
+    if isinstance(x, list):
+        return [postprocess(t[None], output_type)[0] for t in x]
+    x = ((x.float() + 1) / 2).clamp(0, 1)
+    if output_type == "pt":
+        return x.cpu()
+    arr = x.permute(0, 2, 3, 1).cpu().numpy()
+    if output_type == "np":
+        return arr
+    return [PIL.Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]
