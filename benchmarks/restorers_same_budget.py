@@ -47,6 +47,7 @@ def main(argv=None):
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--preset", default="small")
     p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("extra", nargs="*", help="more train_restorer.py flags (after --)")
     args = p.parse_args(argv)
     rows = {}
@@ -54,7 +55,7 @@ def main(argv=None):
         out = Path(args.out) / m
         cmd = [sys.executable, str(ROOT / "train" / "train_restorer.py"), "--model", m, "--preset", args.preset,
                "--clean_dirs", args.clean_dir, "--kinds", "noise,rain,haze", "--kind_repeats", "3,1,1",
-               "--resolution", str(args.resolution), "--train_batch_size", "8", "--max_train_steps", str(args.steps),
+               "--resolution", str(args.resolution), "--train_batch_size", str(args.batch), "--max_train_steps", str(args.steps),
                "--checkpointing_steps", str(args.steps), "--output_dir", str(out), *args.extra]  # fmt: skip
         t = time.time()
         subprocess.run(cmd, check=True)
@@ -63,7 +64,7 @@ def main(argv=None):
                    "latency_256": latency(str(out / "pipeline"), 256), "latency_512": latency(str(out / "pipeline"), 512),
                    "params": sum(p.numel() for p in RESTORERS[m].from_preset(args.preset).parameters())}  # fmt: skip
     kinds = ["noise", "rain", "haze"]
-    print(f"\n{args.preset} presets, {args.steps} steps of batch 8 at {args.resolution} px each, torch threads = {torch.get_num_threads()}\n")
+    print(f"\n{args.preset} presets, {args.steps} steps of batch {args.batch} at {args.resolution} px each, torch threads = {torch.get_num_threads()}\n")
     print("| model | params | " + " | ".join(f"{k} in -> out" for k in kinds) + " | train min | 256 px s (x) | 512 px s (x) |")
     print("|---|---:|" + "---:|" * len(kinds) + "---:|---:|---:|")
     f256 = min(r["latency_256"] for r in rows.values())

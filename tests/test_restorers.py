@@ -118,3 +118,18 @@ def test_restorer_pipeline(name, tmp_path):
         pipe(img, degradation="smog")
     with pytest.raises(ValueError, match="identifier"):
         pipe(img, degradation="auto")
+
+
+def test_restorer_pipeline_auto_uses_the_identifier():
+    import numpy as np
+
+    from defusion import RestorerPipeline
+    from defusion.perception import DegradationIdentifier
+
+    torch.manual_seed(0)
+    ident = DegradationIdentifier.from_preset("tiny")
+    ident.register_to_config(threshold=0.0)  # an untrained identifier that reports every kind
+    pipe = RestorerPipeline(restorer=RestorerPipeline.from_preset("dfpir", "tiny").restorer, identifier=ident)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(np.random.default_rng(0).random((24, 24, 3)).astype(np.float32), degradation="auto", output_type="np")
+    assert out.degradations[0].count("+") == len(ident.kinds) - 1

@@ -54,3 +54,12 @@ def test_bad_arguments(tmp_path):
         parse_args(["--model", "restormer", "--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit):
         parse_args(["--model", "swinir", "--output_dir", str(tmp_path), "--clean_dirs", "x"])
+
+
+def test_second_stage_from_a_saved_pipeline(clean_dir, tmp_path):
+    main(parse_args(args(clean_dir, tmp_path / "a", "dfpir", 1)))
+    hist = main(parse_args(args(clean_dir, tmp_path / "b", "dfpir", 1, "--pretrained_pipeline", str(tmp_path / "a" / "pipeline"),
+                                "--learning_rate", "1e-5")))  # fmt: skip
+    assert len(hist) == 1
+    with pytest.raises(ValueError, match="not promptir"):
+        main(parse_args(args(clean_dir, tmp_path / "c", "promptir", 1, "--pretrained_pipeline", str(tmp_path / "a" / "pipeline"))))

@@ -50,6 +50,8 @@ def parse_args(input_args=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=sorted(RESTORERS))
     p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    p.add_argument("--pretrained_pipeline", default=None,
+                   help="start from a saved RestorerPipeline (e.g. DFPIR's second stage: --resolution 192 --learning_rate 1e-5)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--clean_dirs", nargs="*", default=[])
     p.add_argument("--kinds", default="noise,rain,haze")
@@ -129,7 +131,12 @@ def main(args):
     set_seed(args.seed)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-    model = RESTORERS[args.model].from_preset(args.preset)
+    if args.pretrained_pipeline:
+        model = RestorerPipeline.from_pretrained(args.pretrained_pipeline, dtype=torch.float32).restorer
+        if not isinstance(model, RESTORERS[args.model]):
+            raise ValueError(f"{args.pretrained_pipeline} holds a {type(model).__name__}, not {args.model}")
+    else:
+        model = RESTORERS[args.model].from_preset(args.preset)
     encoder = DegradationPromptEncoder(args.clip_checkpoint, dim=getattr(model.config, "prompt_dim", 512))
 
     def prompts(labels):
