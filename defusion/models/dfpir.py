@@ -27,7 +27,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .restormer import GDFN, Downsample, LayerNorm2d, Upsample, blocks
+from .restormer import GDFN, LayerNorm2d, RestormerEncoderMixin, Upsample, blocks
 
 
 class PerturbedAttention(nn.Module):
@@ -99,7 +99,7 @@ PRESETS = {
 }
 
 
-class DFPIR(ModelMixin, ConfigMixin):
+class DFPIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
     """Restormer + 4 DGPBs (latent and the three skips). ``forward(x, prompt_code)`` with ``prompt_code`` the
     (B, prompt_dim) text code of the degradation prompt (``defusion.perception.DegradationPromptEncoder``)."""
 
@@ -121,14 +121,7 @@ class DFPIR(ModelMixin, ConfigMixin):
         super().__init__()
         nb, hd, ffn = list(num_blocks), list(heads), ffn_expansion_factor
         g = torch.Generator().manual_seed(permutation_seed)
-        self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=bias)
-        self.encoder_level1 = blocks(nb[0], dim, hd[0], ffn, bias, False)
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = blocks(nb[1], dim * 2, hd[1], ffn, bias, False)
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, False)
-        self.down3_4 = Downsample(dim * 4)
-        self.latent = blocks(nb[3], dim * 8, hd[3], ffn, bias, False)
+        self._build_encoder(in_channels, dim, nb, hd, ffn, bias, False)
         self.dgpb_latent = DGPB(dim * 8, hd[3], prompt_dim, gamma, ffn, bias, g)
         self.dgpb_level3 = DGPB(dim * 4, hd[2], prompt_dim, gamma, ffn, bias, g)
         self.dgpb_level2 = DGPB(dim * 2, hd[1], prompt_dim, gamma, ffn, bias, g)
@@ -158,13 +151,9 @@ class DFPIR(ModelMixin, ConfigMixin):
             raise ValueError("DFPIR needs prompt_code, the (B, prompt_dim) code of the degradation prompt")
         if prompt_code.ndim != 2 or prompt_code.shape[1] != self.config.prompt_dim:
             raise ValueError(f"prompt_code must be (B, {self.config.prompt_dim}), got {tuple(prompt_code.shape)}")
-        if x.shape[-1] % 8 or x.shape[-2] % 8:
-            raise ValueError(f"input size {tuple(x.shape[-2:])} must be a multiple of 8; pad it first")
         code = prompt_code.expand(x.shape[0], -1) if prompt_code.shape[0] == 1 else prompt_code
-        e1 = self.encoder_level1(self.patch_embed(x))
-        e2 = self.encoder_level2(self.down1_2(e1))
-        e3 = self.encoder_level3(self.down2_3(e2))
-        lat = self.dgpb_latent(self.latent(self.down3_4(e3)), code)
+        e1, e2, e3, lat = self.encode(x)
+        lat = self.dgpb_latent(lat, code)
         d3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(lat), self.dgpb_level3(e3, code)], 1)))
         d2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d3), self.dgpb_level2(e2, code)], 1)))
         d1 = self.decoder_level1(torch.cat([self.up2_1(d2), self.dgpb_level1(e1, code)], 1))

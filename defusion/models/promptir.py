@@ -19,7 +19,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .restormer import Downsample, TransformerBlock, Upsample, blocks
+from .restormer import RestormerEncoderMixin, TransformerBlock, Upsample, blocks
 
 
 class PromptGenBlock(nn.Module):
@@ -47,7 +47,7 @@ PRESETS = {
 }  # fmt: skip
 
 
-class PromptIR(ModelMixin, ConfigMixin):
+class PromptIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
     """PromptIR with ``decoder=True`` (the published model). Inputs (B, 3, H, W), H and W multiples of 8."""
 
     @register_to_config
@@ -70,14 +70,7 @@ class PromptIR(ModelMixin, ConfigMixin):
         super().__init__()
         nb, hd, ffn, bf = list(num_blocks), list(heads), ffn_expansion_factor, bias_free_norm
         p1, p2, p3 = prompt_dims
-        self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=bias)
-        self.encoder_level1 = blocks(nb[0], dim, hd[0], ffn, bias, bf)
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = blocks(nb[1], dim * 2, hd[1], ffn, bias, bf)
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, bf)
-        self.down3_4 = Downsample(dim * 4)
-        self.latent = blocks(nb[3], dim * 8, hd[3], ffn, bias, bf)
+        self._build_encoder(in_channels, dim, nb, hd, ffn, bias, bf)
         # prompt blocks: pooled from the latent / decoder level 3 / decoder level 2
         self.prompt3 = PromptGenBlock(p3, prompt_len, prompt_sizes[2], dim * 8)
         self.prompt2 = PromptGenBlock(p2, prompt_len, prompt_sizes[1], dim * 4)
@@ -108,12 +101,7 @@ class PromptIR(ModelMixin, ConfigMixin):
         return cls(**{**PRESETS[name], **overrides})
 
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        if x.shape[-1] % 8 or x.shape[-2] % 8:
-            raise ValueError(f"input size {tuple(x.shape[-2:])} must be a multiple of 8; pad it first")
-        e1 = self.encoder_level1(self.patch_embed(x))
-        e2 = self.encoder_level2(self.down1_2(e1))
-        e3 = self.encoder_level3(self.down2_3(e2))
-        lat = self.latent(self.down3_4(e3))
+        e1, e2, e3, lat = self.encode(x)
         lat = self.reduce_noise_level3(self.noise_level3(torch.cat([lat, self.prompt3(lat)], 1)))
         d3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(lat), e3], 1)))
         d3 = self.reduce_noise_level2(self.noise_level2(torch.cat([d3, self.prompt2(d3)], 1)))

@@ -101,6 +101,30 @@ class Upsample(nn.Sequential):
         super().__init__(nn.Conv2d(n, n * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
 
 
+class RestormerEncoderMixin:
+    """The 4-level Restormer encoder shared by Restormer, PromptIR and DFPIR (same attribute names, so the same
+    state-dict keys): patch embedding, encoder levels 1-3 with their downsamplers, and the latent blocks."""
+
+    def _build_encoder(self, in_channels, dim, nb, hd, ffn, bias, bias_free):
+        self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=bias)
+        self.encoder_level1 = blocks(nb[0], dim, hd[0], ffn, bias, bias_free)
+        self.down1_2 = Downsample(dim)
+        self.encoder_level2 = blocks(nb[1], dim * 2, hd[1], ffn, bias, bias_free)
+        self.down2_3 = Downsample(dim * 2)
+        self.encoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, bias_free)
+        self.down3_4 = Downsample(dim * 4)
+        self.latent = blocks(nb[3], dim * 8, hd[3], ffn, bias, bias_free)
+
+    def encode(self, x: torch.Tensor):
+        """(e1, e2, e3, latent) at 1, 1/2, 1/4, 1/8 of the input size."""
+        if x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(f"input size {tuple(x.shape[-2:])} must be a multiple of 8; pad it first")
+        e1 = self.encoder_level1(self.patch_embed(x))
+        e2 = self.encoder_level2(self.down1_2(e1))
+        e3 = self.encoder_level3(self.down2_3(e2))
+        return e1, e2, e3, self.latent(self.down3_4(e3))
+
+
 PRESETS = {
     "tiny": dict(dim=8, num_blocks=(1, 1, 1, 1), heads=(1, 1, 2, 2), num_refinement_blocks=1),
     "small": dict(dim=24, num_blocks=(2, 3, 3, 4), heads=(1, 2, 4, 8), num_refinement_blocks=2),
@@ -108,7 +132,7 @@ PRESETS = {
 }
 
 
-class Restormer(ModelMixin, ConfigMixin):
+class Restormer(RestormerEncoderMixin, ModelMixin, ConfigMixin):
     """The Restormer U-shape: encoder levels at dim, 2dim, 4dim, 8dim; decoder levels 3 and 2 reduce the skip
     concatenation by a 1x1 conv, level 1 keeps 2dim channels; refinement blocks; 3x3 output conv + the input.
 
@@ -130,14 +154,7 @@ class Restormer(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         nb, hd, ffn, bf = list(num_blocks), list(heads), ffn_expansion_factor, bias_free_norm
-        self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=bias)
-        self.encoder_level1 = blocks(nb[0], dim, hd[0], ffn, bias, bf)
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = blocks(nb[1], dim * 2, hd[1], ffn, bias, bf)
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, bf)
-        self.down3_4 = Downsample(dim * 4)
-        self.latent = blocks(nb[3], dim * 8, hd[3], ffn, bias, bf)
+        self._build_encoder(in_channels, dim, nb, hd, ffn, bias, bf)
         self.up4_3 = Upsample(dim * 8)
         self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)
         self.decoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, bf)
@@ -157,15 +174,7 @@ class Restormer(ModelMixin, ConfigMixin):
 
     downsample_factor = 8
 
-    def encode(self, x):
-        e1 = self.encoder_level1(self.patch_embed(x))
-        e2 = self.encoder_level2(self.down1_2(e1))
-        e3 = self.encoder_level3(self.down2_3(e2))
-        return e1, e2, e3, self.latent(self.down3_4(e3))
-
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        if x.shape[-1] % 8 or x.shape[-2] % 8:
-            raise ValueError(f"input size {tuple(x.shape[-2:])} must be a multiple of 8; pad it first")
         e1, e2, e3, lat = self.encode(x)
         d3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(lat), e3], 1)))
         d2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d3), e2], 1)))
