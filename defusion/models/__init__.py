@@ -5,19 +5,23 @@ from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up
 
 from .adapter import DegradationAttnProcessor, VisualInstructionAdapter, cross_attention_layers
 from .bridge import ImageRestorationBridge
+from .clearair import ClearAIR
 from .dfpir import DFPIR
+from .perceive_ir import PerceiveIR
 from .promptir import PromptIR
 from .restormer import Restormer
 from .tokenizer import DegradationTokenizer, PatchGANDiscriminator
 from .unet import DefusionUNet
 
 __all__ = [
+    "ClearAIR",
     "DFPIR",
     "DefusionUNet",
     "DegradationAttnProcessor",
     "DegradationTokenizer",
     "ImageRestorationBridge",
     "PatchGANDiscriminator",
+    "PerceiveIR",
     "PromptIR",
     "Restormer",
     "VisualInstructionAdapter",

@@ -71,11 +71,12 @@ class GDFN(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn_factor: float = 2.66, bias: bool = False, bias_free_norm: bool = False):
+    def __init__(self, dim: int, heads: int, ffn_factor: float = 2.66, bias: bool = False, bias_free_norm: bool = False,
+                 eps: float = 1e-5):  # fmt: skip
         super().__init__()
-        self.norm1 = LayerNorm2d(dim, bias_free_norm)
+        self.norm1 = LayerNorm2d(dim, bias_free_norm, eps)
         self.attn = MDTA(dim, heads, bias)
-        self.norm2 = LayerNorm2d(dim, bias_free_norm)
+        self.norm2 = LayerNorm2d(dim, bias_free_norm, eps)
         self.ffn = GDFN(dim, ffn_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,8 +84,8 @@ class TransformerBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
-def blocks(n: int, dim: int, heads: int, ffn: float, bias: bool, bias_free: bool) -> nn.Sequential:
-    return nn.Sequential(*[TransformerBlock(dim, heads, ffn, bias, bias_free) for _ in range(n)])
+def blocks(n: int, dim: int, heads: int, ffn: float, bias: bool, bias_free: bool, eps: float = 1e-5) -> nn.Sequential:
+    return nn.Sequential(*[TransformerBlock(dim, heads, ffn, bias, bias_free, eps) for _ in range(n)])
 
 
 class Downsample(nn.Sequential):

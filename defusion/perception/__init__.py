@@ -1,8 +1,43 @@
-"""Perception modules; each has real loading code (``from_pretrained`` on a local folder) and works offline."""
+"""Perception modules; each has real loading code (a local folder or file) and an offline fallback.
+
+* ``DegradationIdentifier``: which degradations, how strong (the task identifier; ``"auto"`` modes).
+* ``DegradationPromptEncoder``: degradation prompt texts -> CLIP text codes (DFPIR).
+* ``QualityPerceiver``: Perceive-IR's learned terrible / mediocre / excellent prompts on a frozen CLIP.
+* ``SemanticEncoder``: DINOv2 CLS features of layers 1 / 4 / 8 / 12 (Perceive-IR).
+* ``CompactFeatureExtractor`` + ``info_nce_loss``: Perceive-IR's degradation code and its contrastive loss.
+* ``IQAEmbedding``: a quality embedding per image (ClearAIR), pluggable backend.
+* ``RegionMasks``: up to 16 region masks per image, SAM or SLIC (ClearAIR).
+* ``Conditioner``: computes what a restorer's ``conditions`` ask for from these modules.
+"""
 
 from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up on this namespace)
 
+from .cfe import CompactFeatureExtractor, info_nce_loss
+from .clip import load_clip
+from .conditions import Conditioner
 from .identifier import DegradationIdentifier, identifier_loss
+from .iqa import IQAEmbedding
 from .prompts import CLEAN_PROMPT, PROMPTS, DegradationPromptEncoder, prompt_for
+from .quality import QUALITY_CLASSES, QualityPerceiver, quality_loss
+from .regions import RegionMasks, slic_regions
+from .semantic import SemanticEncoder
 
-__all__ = ["CLEAN_PROMPT", "PROMPTS", "DegradationIdentifier", "DegradationPromptEncoder", "identifier_loss", "prompt_for"]
+__all__ = [
+    "CLEAN_PROMPT",
+    "PROMPTS",
+    "QUALITY_CLASSES",
+    "CompactFeatureExtractor",
+    "Conditioner",
+    "DegradationIdentifier",
+    "DegradationPromptEncoder",
+    "IQAEmbedding",
+    "QualityPerceiver",
+    "RegionMasks",
+    "SemanticEncoder",
+    "identifier_loss",
+    "info_nce_loss",
+    "load_clip",
+    "prompt_for",
+    "quality_loss",
+    "slic_regions",
+]

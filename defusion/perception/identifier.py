@@ -49,11 +49,14 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
             raise ValueError(f"unknown identifier preset {name!r}; choose from {sorted(presets)}")
         return cls(**presets[name])
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, 2 * channels[-1]) mean- and max-pooled features (its embedding)."""
+        h = self.features(x)
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) in [-1, 1] -> (presence logits (B, K), severity (B, K) in [0, 1])."""
-        h = self.features(x)
-        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        logits, sev = self.head(pooled).chunk(2, dim=1)
+        logits, sev = self.head(self.pooled(x)).chunk(2, dim=1)
         return logits, torch.sigmoid(sev)
 
     @torch.no_grad()

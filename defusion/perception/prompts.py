@@ -10,8 +10,6 @@ distinct codes. It is reported as ``backend == "fallback"``.
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -48,36 +46,28 @@ class DegradationPromptEncoder:
     """Encode degradation prompts to (B, 512) float codes.
 
     Args:
-        clip_checkpoint: a local open_clip ViT-B-32 checkpoint file (or folder holding ``open_clip_model.safetensors``
-            / ``open_clip_pytorch_model.bin``); None uses the offline fallback.
+        clip_checkpoint: a local open_clip folder or ViT-B-32 checkpoint file (see ``defusion.perception.clip``);
+            None uses the offline fallback.
         dim: code size of the fallback (512, CLIP ViT-B/32's text width).
     """
 
     def __init__(self, clip_checkpoint=None, dim: int = 512, device: str = "cpu"):
         self.dim, self.device = dim, device
-        self.model = self.tokenizer = None
+        self.model = None
         self.backend = "fallback"
         if clip_checkpoint is not None:
-            import open_clip
+            from .clip import load_clip
 
-            path = Path(clip_checkpoint)
-            if path.is_dir():
-                found = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt")]
-                if not found:
-                    raise FileNotFoundError(f"no open_clip checkpoint in {path}")
-                path = found[0]
-            if not path.is_file():
-                raise FileNotFoundError(f"CLIP checkpoint {path} not found")
-            self.model = open_clip.create_model("ViT-B-32", pretrained=str(path)).eval().to(device)
-            self.model.requires_grad_(False)
-            self.tokenizer = open_clip.get_tokenizer("ViT-B-32")
-            self.backend = f"open_clip ViT-B-32 ({path.name})"
+            self.model, self.backend = load_clip(clip_checkpoint, device=device)
             self.dim = self.model.text_projection.shape[1]
 
     @torch.no_grad()
     def encode(self, prompts) -> torch.Tensor:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if self.model is not None:
-            return self.model.encode_text(self.tokenizer(prompts).to(self.device)).float()
+            import open_clip
+
+            tokens = open_clip.tokenize(prompts, context_length=self.model.context_length)
+            return self.model.encode_text(tokens.to(self.device)).float()
         codes = [np.random.default_rng(zlib.crc32(p.encode())).standard_normal(self.dim) for p in prompts]
         return torch.from_numpy(np.stack(codes)).float()

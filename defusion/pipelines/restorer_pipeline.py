@@ -1,4 +1,4 @@
-"""RestorerPipeline: one pipeline for every regression restorer (Restormer, PromptIR, DFPIR, ...).
+"""RestorerPipeline: one pipeline for every regression restorer (Restormer, PromptIR, DFPIR, Perceive-IR, ClearAIR).
 
     >>> pipe = RestorerPipeline.from_preset("dfpir", "tiny")          # untrained, or .from_pretrained(folder)
     >>> out = pipe(image, degradation="rain")                          # DFPIR needs the degradation (or "auto")
@@ -7,7 +7,11 @@
 Images go in as PIL / numpy / torch (single or list), are reflect-padded to the model's multiple, run whole or in
 overlapping tiles (``defusion.tiling``), cropped back and returned as PIL / np / pt. Models that take a
 degradation prompt (``needs_prompt``) get its code from ``pipe.prompt_encoder`` (CLIP when a local checkpoint is
-given, else the offline fallback; see ``defusion.perception.prompts``).
+given, else the offline fallback; see ``defusion.perception.prompts``). Models with ``conditions`` (Perceive-IR,
+ClearAIR) get them from ``defusion.perception.Conditioner`` over the pipeline's frozen perception components:
+``semantic_encoder`` (a transformers ``Dinov2Model``), ``identifier``, and ``region_model`` + ``region_processor``
+(a transformers SAM; without them, SLIC regions). Global conditions are computed once on the whole image;
+region masks are tiled with it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.utils import BaseOutput
 
 from .. import degradations as D
-from ..models import DFPIR, PromptIR, Restormer
-from ..perception import DegradationIdentifier, DegradationPromptEncoder, prompt_for
+from ..models import DFPIR, ClearAIR, PerceiveIR, PromptIR, Restormer
+from ..perception import Conditioner, DegradationIdentifier, DegradationPromptEncoder, RegionMasks, SemanticEncoder, prompt_for
+from ..perception.semantic import random_dinov2
 from ..tiling import tiled_apply
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
-RESTORERS = {"restormer": Restormer, "promptir": PromptIR, "dfpir": DFPIR}
+RESTORERS = {"restormer": Restormer, "promptir": PromptIR, "dfpir": DFPIR, "perceive_ir": PerceiveIR, "clearair": ClearAIR}
 
 
 @dataclass
@@ -36,22 +41,43 @@ class RestorerPipelineOutput(BaseOutput):
 
 
 class RestorerPipeline(DiffusionPipeline):
-    """Components: ``restorer`` (a regression model with ``downsample_factor``) and an optional
-    ``identifier`` (for ``degradation="auto"``)."""
+    """Components: ``restorer`` (a regression model with ``downsample_factor``); optional ``identifier`` (for
+    ``degradation="auto"`` and ClearAIR's quality / degradation conditions), ``semantic_encoder`` (DINOv2),
+    ``region_model`` and ``region_processor`` (SAM)."""
 
-    model_cpu_offload_seq = "identifier->restorer"
-    _optional_components = ["identifier"]
+    model_cpu_offload_seq = "identifier->semantic_encoder->restorer"
+    _optional_components = ["identifier", "semantic_encoder", "region_model", "region_processor"]
 
-    def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None):
+    def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None, semantic_encoder=None,
+                 region_model=None, region_processor=None):  # fmt: skip
         super().__init__()
-        self.register_modules(restorer=restorer, identifier=identifier)
+        self.register_modules(restorer=restorer, identifier=identifier, semantic_encoder=semantic_encoder,
+                              region_model=region_model, region_processor=region_processor)  # fmt: skip
         self.prompt_encoder = DegradationPromptEncoder(dim=getattr(restorer.config, "prompt_dim", 512))
+        self.region_cache_dir = None
 
     @classmethod
     def from_preset(cls, model: str, preset: str = "tiny", **overrides) -> "RestorerPipeline":
+        """An untrained pipeline. Perceive-IR and ClearAIR get the offline perception fallbacks: a tiny random
+        DINOv2 (reported by its config) and, for ClearAIR, a ``tiny``/``small`` identifier matching the preset."""
         if model not in RESTORERS:
             raise ValueError(f"unknown restorer {model!r}; choose from {sorted(RESTORERS)}")
-        return cls(restorer=RESTORERS[model].from_preset(preset, **overrides))
+        restorer = RESTORERS[model].from_preset(preset, **overrides)
+        wanted = getattr(restorer, "conditions", ())
+        semantic = random_dinov2() if {"semantic", "content"} & set(wanted) else None
+        identifier = None
+        if {"quality", "degradation"} & set(wanted):
+            identifier = DegradationIdentifier.from_preset("tiny" if preset == "tiny" else "small")
+        return cls(restorer=restorer, identifier=identifier, semantic_encoder=semantic)
+
+    def conditioner(self) -> Conditioner:
+        """The perception modules of this pipeline, wrapped for ``Conditioner``."""
+        semantic = SemanticEncoder(self.semantic_encoder) if self.semantic_encoder is not None else None
+        if self.region_model is not None:
+            regions = RegionMasks(self.region_model, self.region_processor, cache_dir=self.region_cache_dir)
+        else:
+            regions = RegionMasks(cache_dir=self.region_cache_dir)
+        return Conditioner(semantic_encoder=semantic, identifier=self.identifier, region_masks=regions)
 
     @property
     def needs_prompt(self) -> bool:
@@ -85,6 +111,8 @@ class RestorerPipeline(DiffusionPipeline):
         if tile_size is not None and tile_size % m:
             raise ValueError(f"tile_size must be a multiple of {m}, got {tile_size}")
         device, dtype = self._execution_device, self.restorer.dtype
+        conditioner = self.conditioner() if getattr(self.restorer, "conditions", ()) else None
+        spatial = tuple(getattr(self.restorer, "spatial_conditions", ()))
         results: dict[int, torch.Tensor] = {}
         for shape, idx in group_by_shape(images).items():
             x = to_model_batch([images[i] for i in idx], device, dtype)
@@ -94,7 +122,15 @@ class RestorerPipeline(DiffusionPipeline):
             if self.needs_prompt:
                 code = self.prompt_encoder.encode([prompt_for(labels[i]) for i in idx]).to(device, dtype)
                 kwargs["prompt_code"] = code
-            out = tiled_apply(lambda t: self.restorer(t[0], **kwargs), [x], tile_size, tile_overlap, multiple=m)
+            if conditioner is not None:
+                kwargs.update({k: v.to(dtype) if torch.is_tensor(v) else [f.to(dtype) for f in v]
+                               for k, v in conditioner(self.restorer, x).items()})  # fmt: skip
+            tiled = [kwargs.pop(k) for k in spatial]
+
+            def run(tiles):
+                return self.restorer(tiles[0], **kwargs, **dict(zip(spatial, tiles[1:])))
+
+            out = tiled_apply(run, [x, *tiled], tile_size, tile_overlap, multiple=m)
             for j, i in enumerate(idx):
                 results[i] = out[j, :, :h, :w].clamp(-1, 1)
         same = len({images[i].shape for i in results}) == 1
