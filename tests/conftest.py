@@ -51,3 +51,20 @@ def tiny_clip(tmp_path_factory):
                          pad_token_id=1)  # fmt: skip
     CLIPTextModel(cfg).save_pretrained(d / "text_encoder")
     return d / "text_encoder", d / "tokenizer"
+
+
+@pytest.fixture
+def tiny_sam():
+    """A tiny random transformers SAM (256 px input) and its processor."""
+    import torch
+    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
+                              SamPromptEncoderConfig, SamVisionConfig)  # fmt: skip
+
+    torch.manual_seed(0)
+    vc = SamVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, output_channels=16, image_size=256,
+                         patch_size=16, global_attn_indexes=[1], window_size=4, mlp_dim=64, num_pos_feats=8)  # fmt: skip
+    pc = SamPromptEncoderConfig(hidden_size=16, image_size=256, patch_size=16, mask_input_channels=4)
+    dc = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, mlp_dim=32, iou_head_hidden_dim=16)
+    model = SamModel(SamConfig(vision_config=vc, prompt_encoder_config=pc, mask_decoder_config=dc))
+    proc = SamProcessor(SamImageProcessor(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256}))
+    return model, proc

@@ -26,7 +26,7 @@ def args(clean_dir, out, model, steps, *extra):
             "--val_holdout", "1", *extra]  # fmt: skip
 
 
-@pytest.mark.parametrize("model", ["restormer", "promptir", "dfpir"])
+@pytest.mark.parametrize("model", ["restormer", "promptir", "dfpir", "perceive_ir", "clearair"])
 def test_each_model_trains_and_saves_a_pipeline(model, clean_dir, tmp_path):
     hist = main(parse_args(args(clean_dir, tmp_path, model, 3, "--kind_repeats", "3,1,1", "--use_ema")))
     assert len(hist) == 3 and all(np.isfinite(h["loss"]) for h in hist)
@@ -63,3 +63,31 @@ def test_second_stage_from_a_saved_pipeline(clean_dir, tmp_path):
     assert len(hist) == 1
     with pytest.raises(ValueError, match="not promptir"):
         main(parse_args(args(clean_dir, tmp_path / "c", "promptir", 1, "--pretrained_pipeline", str(tmp_path / "a" / "pipeline"))))
+
+
+def test_perceive_ir_with_all_its_losses(clean_dir, tmp_path):
+    """InfoNCE, the CLIP-aware loss (prompts on the fallback CLIP) and the difficulty-adaptive perceptual loss
+    (VGG16 features from a local file, a saved pipeline as the hard-negative proxy)."""
+    import torch
+    from torchvision.models import vgg16
+
+    from defusion.perception import QualityPerceiver
+
+    torch.manual_seed(0)
+    QualityPerceiver.from_clip(None).save_prompts(tmp_path / "prompts")
+    torch.save({f"features.{k}": v for k, v in vgg16(weights=None).features.state_dict().items()}, tmp_path / "vgg.pth")
+    main(parse_args(args(clean_dir, tmp_path / "proxy", "restormer", 1)))
+    hist = main(parse_args(args(clean_dir, tmp_path / "p", "perceive_ir", 2, "--quality_prompts", str(tmp_path / "prompts"),
+                                "--vgg16", str(tmp_path / "vgg.pth"), "--proxy_pipelines", str(tmp_path / "proxy" / "pipeline"),
+                                "--probe_every", "1")))  # fmt: skip
+    assert {"info_nce", "clip", "dpl"} <= set(hist[-1]) and all(np.isfinite(hist[-1][k]) for k in ("info_nce", "clip", "dpl"))
+    from defusion import RestorerPipeline
+
+    pipe = RestorerPipeline.from_pretrained(tmp_path / "p" / "pipeline")
+    assert type(pipe.semantic_encoder).__name__ == "Dinov2Model"
+
+
+def test_clearair_records_its_icrm_loss(clean_dir, tmp_path):
+    hist = main(parse_args(args(clean_dir, tmp_path, "clearair", 2, "--region_cache", str(tmp_path / "regions"))))
+    assert all("icrm" in h and h["icrm"] >= 0 for h in hist)
+    assert list((tmp_path / "regions").glob("*.npz"))

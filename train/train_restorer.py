@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a regression restorer (Restormer, PromptIR, DFPIR) on the all-in-one mixture.
+"""Train a regression restorer (Restormer, PromptIR, DFPIR, Perceive-IR, ClearAIR) on the all-in-one mixture.
 
     accelerate launch train/train_restorer.py --model promptir --preset small \
         --clean_dirs ../shared/data/BSD400/gt --kinds noise,rain,haze --kind_repeats 3,1,1 \
@@ -12,6 +12,15 @@ validation PSNR per kind on held-out images (the last ``--val_holdout`` of the f
 follow each paper: PromptIR AdamW 2e-4 with linear warm-up and cosine; DFPIR Adam 1e-4 with cosine; Restormer
 AdamW 3e-4 (wd 1e-4) with cosine. DFPIR gets each sample's degradation prompt code (``--clip_checkpoint`` for
 CLIP, else the offline fallback). The final ``RestorerPipeline`` goes to ``output_dir/pipeline``.
+
+Perceive-IR (AdamW 2e-4, wd 1e-4, cosine): L1 + 0.1 InfoNCE on the CFE code (anchor: the LQ crop; positive: a
+second crop of the same degraded crop; negatives: other tasks in the batch) + 0.05 CLIP-aware loss (with
+``--quality_prompts`` from ``train/train_quality_prompts.py``) + 0.1 difficulty-adaptive perceptual loss (with
+``--vgg16``; ``--proxy_pipelines`` add hard negatives, weighted by the probe PSNR measured every
+``--probe_every`` steps). DINOv2 features come from ``--dinov2`` (else a tiny random DINOv2, reported).
+ClearAIR (AdamW 2e-4, wd 1e-4, cosine): L1 + 0.25 * 0.05 ICRM; quality and degradation conditions from the
+identifier (``--identifier``), regions from SAM (``--sam``) or SLIC (cached in ``--region_cache``), content from
+DINOv2. Missing optional parts are logged, never silently replaced.
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ from tqdm.auto import tqdm
 
 from defusion import degradations as D
 from defusion.data import MixtureDataset, PairedFolderDataset, SyntheticDegradationDataset, list_images
-from defusion.perception import DegradationPromptEncoder, prompt_for
+from defusion.losses import ICRM_WEIGHT, DifficultyAdaptivePerceptualLoss, clip_aware_loss, difficulty_weights, icrm_loss
+from defusion.perception import (Conditioner, DegradationIdentifier, DegradationPromptEncoder, QualityPerceiver,
+                                 RegionMasks, SemanticEncoder, info_nce_loss, prompt_for)  # fmt: skip
 from defusion.pipelines import RESTORERS, RestorerPipeline
 from defusion.training_utils import load_ema, loggable_config, prune_checkpoints, resolve_resume, save_ema, step_of
 
@@ -43,7 +54,10 @@ OPTIMISERS = {  # (optimiser, lr, weight decay, warm-up share of the steps)
     "promptir": ("adamw", 2e-4, 1e-2, 0.1),
     "dfpir": ("adam", 1e-4, 0.0, 0.0),
     "restormer": ("adamw", 3e-4, 1e-4, 0.0),
+    "perceive_ir": ("adamw", 2e-4, 1e-4, 0.0),
+    "clearair": ("adamw", 2e-4, 1e-4, 0.0),
 }
+LOSS_WEIGHTS = {"info_nce": 0.1, "clip": 0.05, "dpl": 0.1}  # Perceive-IR's lambda_1..3
 
 
 def parse_args(input_args=None):
@@ -68,6 +82,15 @@ def parse_args(input_args=None):
     p.add_argument("--use_ema", action="store_true")
     p.add_argument("--ema_decay", type=float, default=0.999)
     p.add_argument("--clip_checkpoint", default=None, help="local open_clip ViT-B-32 weights for DFPIR prompts")
+    p.add_argument("--dinov2", default=None, help="Dinov2Model folder or hub id (Perceive-IR, ClearAIR); else a tiny random one")
+    p.add_argument("--identifier", default=None, help="trained DegradationIdentifier folder (ClearAIR's quality/degradation)")
+    p.add_argument("--sam", default=None, help="SamModel + SamProcessor folder (ClearAIR regions); else SLIC")
+    p.add_argument("--region_cache", default=None, help="folder caching region masks")
+    p.add_argument("--quality_prompts", default=None, help="QualityPerceiver prompts folder (Perceive-IR's CLIP loss)")
+    p.add_argument("--clip", default=None, help="the open_clip weights those prompts were learned on (None: the fallback)")
+    p.add_argument("--vgg16", default=None, help="torchvision VGG16 state dict (Perceive-IR's perceptual loss)")
+    p.add_argument("--proxy_pipelines", nargs="*", default=[], help="RestorerPipeline folders whose outputs are hard negatives")
+    p.add_argument("--probe_every", type=int, default=500, help="steps between probe-PSNR updates (difficulty weights)")
     p.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--checkpointing_steps", type=int, default=1000)
     p.add_argument("--checkpoints_total_limit", type=int, default=2)
@@ -104,7 +127,7 @@ def build_data(args):
 
 
 @torch.no_grad()
-def validate(model, val, prompts, device) -> dict:
+def validate(model, val, prompts, device, conditioner=None) -> dict:
     model.eval()
     res = {}
     for kind, ds in val.items():
@@ -113,6 +136,8 @@ def validate(model, val, prompts, device) -> dict:
             item = ds[i]
             x = item["lq"][None].to(device)
             kwargs = {"prompt_code": prompts([kind]).to(device)} if getattr(model, "needs_prompt", False) else {}
+            if conditioner is not None:
+                kwargs.update(conditioner(model, x))
             out = model(x, **kwargs).clamp(-1, 1)
             mse = ((out - item["gt"][None].to(device)) / 2).pow(2).mean().item()
             scores.append(-10 * math.log10(mse + 1e-10))
@@ -121,6 +146,60 @@ def validate(model, val, prompts, device) -> dict:
         res[f"val_psnr_input/{kind}"] = float(np.mean(inp))
     model.train()
     return res
+
+
+def second_crop(x: torch.Tensor, gen: torch.Generator, share: float = 0.75) -> torch.Tensor:
+    """A second random crop (``share`` of each side) of the same degraded crops: InfoNCE's positive."""
+    h, w = x.shape[-2:]
+    ch, cw = max(8, int(h * share)), max(8, int(w * share))
+    top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+    left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+    return x[..., top : top + ch, left : left + cw]
+
+
+def build_conditioner(args, model, device):
+    """(Conditioner or None, aux dict): the frozen perception modules the model's ``conditions`` need, the
+    optional Perceive-IR loss modules, and the components the saved pipeline keeps."""
+    wanted = set(getattr(model, "conditions", ()))
+    aux = {"components": {}, "proxies": [], "perceiver": None, "dpl": None}
+    if not wanted:
+        return None, aux
+    semantic = identifier = regions = None
+    if wanted & {"semantic", "content"}:
+        semantic = SemanticEncoder.load(args.dinov2).to(device)
+        logging.info("semantic encoder: %s", semantic.backend)
+        aux["components"]["semantic_encoder"] = semantic.model
+    if wanted & {"quality", "degradation"}:
+        if args.identifier:
+            identifier = DegradationIdentifier.from_pretrained(args.identifier)
+        else:
+            logging.warning("no --identifier: ClearAIR's quality/degradation conditions come from an UNTRAINED identifier")
+            identifier = DegradationIdentifier.from_preset("tiny" if args.preset == "tiny" else "small")
+        identifier = identifier.to(device).eval().requires_grad_(False)
+        aux["components"]["identifier"] = identifier
+    if "masks" in wanted:
+        regions = RegionMasks.from_pretrained(args.sam, cache_dir=args.region_cache) if args.sam else RegionMasks(cache_dir=args.region_cache)
+        logging.info("region masks: %s", regions.backend)
+        if args.sam:
+            aux["components"].update(region_model=regions.sam_model, region_processor=regions.sam_processor)
+    if args.model == "perceive_ir":
+        if args.quality_prompts:
+            perceiver = QualityPerceiver.from_clip(args.clip, device=str(device)).load_prompts(args.quality_prompts)
+            aux["perceiver"] = perceiver.eval().requires_grad_(False)
+        else:
+            logging.warning("no --quality_prompts: Perceive-IR's CLIP-aware loss is disabled")
+        aux["dpl"] = DifficultyAdaptivePerceptualLoss.from_path(args.vgg16)
+        if aux["dpl"] is not None:
+            aux["dpl"] = aux["dpl"].to(device)
+        for path in args.proxy_pipelines:
+            pipe = RestorerPipeline.from_pretrained(path).to(device)
+            pipe.set_progress_bar_config(disable=True)
+
+            def proxy(images, pipe=pipe):
+                return pipe(((images + 1) / 2).clamp(0, 1), degradation="auto" if pipe.needs_prompt else None, output_type="pt").images.to(images) * 2 - 1
+
+            aux["proxies"].append(proxy)
+    return Conditioner(semantic_encoder=semantic, identifier=identifier, region_masks=regions), aux
 
 
 def main(args):
@@ -138,6 +217,7 @@ def main(args):
     else:
         model = RESTORERS[args.model].from_preset(args.preset)
     encoder = DegradationPromptEncoder(args.clip_checkpoint, dim=getattr(model.config, "prompt_dim", 512))
+    conditioner, aux = build_conditioner(args, model, acc.device)
 
     def prompts(labels):
         return encoder.encode([prompt_for("+".join(lab) if isinstance(lab, list) else lab) for lab in labels])
@@ -184,6 +264,8 @@ def main(args):
         epoch = step // max(1, len(loader))
     unwrapped = acc.unwrap_model(model)
     names = D.names()
+    task_ids: dict[tuple, int] = {}
+    probe_psnr, gen = float("inf"), torch.Generator().manual_seed(args.seed)
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
     bar = tqdm(total=args.max_train_steps, initial=step, disable=not acc.is_local_main_process, desc=args.model)
     history, done = [], step >= args.max_train_steps
@@ -195,9 +277,32 @@ def main(args):
             if getattr(unwrapped, "needs_prompt", False):
                 labels = [[names[j] for j in torch.nonzero(row).flatten().tolist()] for row in batch["labels"]]
                 kwargs["prompt_code"] = prompts(labels).to(acc.device)
+            if conditioner is not None:
+                kwargs.update(conditioner(unwrapped, batch["lq"]))
+            if aux.get("dpl") is not None and aux["proxies"] and step % args.probe_every == 0:
+                probe_psnr = float(np.mean(list(validate(unwrapped, val, prompts, acc.device, conditioner).values())[::2]))
             with acc.autocast():
+                extra = {}
+                if args.model == "perceive_ir":
+                    z = unwrapped.cfe(batch["lq"])
+                    kwargs["z"] = z
                 pred = model(batch["lq"], **kwargs)
-            loss = F.l1_loss(pred.float(), batch["gt"].float())
+                loss = F.l1_loss(pred.float(), batch["gt"].float())
+                if args.model == "perceive_ir":
+                    tasks = torch.tensor([task_ids.setdefault(tuple(torch.nonzero(r).flatten().tolist()), len(task_ids))
+                                          for r in batch["labels"]], device=z.device)  # fmt: skip
+                    extra["info_nce"] = info_nce_loss(z, unwrapped.cfe(second_crop(batch["lq"], gen)), tasks)
+                    if aux.get("perceiver") is not None:
+                        extra["clip"] = clip_aware_loss(aux["perceiver"], pred)
+                    if aux.get("dpl") is not None:
+                        with torch.no_grad():
+                            proxies = [p(images=batch["lq"]) for p in aux["proxies"]]
+                        weights = [difficulty_weights(p, batch["gt"], probe_psnr) for p in proxies]
+                        extra["dpl"] = aux["dpl"](pred, batch["gt"], batch["lq"], proxies, weights)
+                    loss = loss + sum(LOSS_WEIGHTS[k] * v for k, v in extra.items())
+                elif args.model == "clearair":
+                    extra["icrm"] = icrm_loss(pred.float(), gen)
+                    loss = loss + ICRM_WEIGHT * extra["icrm"]
             acc.backward(loss)
             acc.clip_grad_norm_(params, args.max_grad_norm)
             opt.step()
@@ -207,7 +312,8 @@ def main(args):
                 ema.step(params)
             step += 1
             bar.update(1)
-            history.append({"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
+            history.append({"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0],
+                            **{k: float(v.detach()) for k, v in extra.items()}})  # fmt: skip
             done = step >= args.max_train_steps or (deadline is not None and time.time() > deadline)
             if step % args.checkpointing_steps == 0 or done:
                 if acc.is_main_process:
@@ -221,8 +327,8 @@ def main(args):
         if ema is not None:
             ema.copy_to(params)
         if val:
-            history[-1].update(validate(unwrapped, val, prompts, acc.device))
-        RestorerPipeline(restorer=unwrapped).save_pretrained(out / "pipeline")
+            history[-1].update(validate(unwrapped, val, prompts, acc.device, conditioner))
+        RestorerPipeline(restorer=unwrapped, **aux["components"]).save_pretrained(out / "pipeline")
         with open(out / "train_history.jsonl", "a") as f:
             for row in history:
                 f.write(json.dumps(row) + "\n")

@@ -1,7 +1,22 @@
-"""Training losses: LPIPS (offline trunk loading), the tokenizer's VQGAN objective; the restorers' losses join
-as their models land."""
+"""Training losses: LPIPS (offline trunk loading), the tokenizer's VQGAN objective, Perceive-IR's CLIP-aware and
+difficulty-adaptive perceptual losses, ClearAIR's ICRM consistency loss."""
 
+from .clearair import ICRM_WEIGHT, icrm_loss
 from .lpips import LPIPSUnavailable, build_lpips, find_trunk_weights
+from .perceive_ir import DifficultyAdaptivePerceptualLoss, clip_aware_loss, difficulty_weights, psnr_per_image
 from .vqgan import VQGANLoss, adaptive_weight, hinge_d_loss
 
-__all__ = ["LPIPSUnavailable", "VQGANLoss", "adaptive_weight", "build_lpips", "find_trunk_weights", "hinge_d_loss"]
+__all__ = [
+    "DifficultyAdaptivePerceptualLoss",
+    "ICRM_WEIGHT",
+    "LPIPSUnavailable",
+    "VQGANLoss",
+    "adaptive_weight",
+    "build_lpips",
+    "clip_aware_loss",
+    "difficulty_weights",
+    "find_trunk_weights",
+    "hinge_d_loss",
+    "icrm_loss",
+    "psnr_per_image",
+]

@@ -1,0 +1,220 @@
+"""Perception modules: fallbacks and tiny random "real" backends saved to a temp folder (real loading code)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from defusion import degradations as D
+from defusion.perception import (
+    CompactFeatureExtractor,
+    Conditioner,
+    DegradationIdentifier,
+    IQAEmbedding,
+    QualityPerceiver,
+    RegionMasks,
+    SemanticEncoder,
+    info_nce_loss,
+    load_clip,
+    quality_loss,
+    slic_regions,
+)
+from defusion.perception.clip import FALLBACK_CLIP_CONFIG, random_clip, save_open_clip_folder
+from defusion.perception.semantic import random_dinov2
+
+SMALL_CLIP = copy.deepcopy(FALLBACK_CLIP_CONFIG)
+SMALL_CLIP["vision_cfg"]["image_size"] = 96
+
+
+def to_batch(imgs):
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() * 2 - 1
+
+
+# ----------------------------------------------------------------------------------------------- quality prompts
+
+
+def test_quality_prompts_init_and_real_loading(tmp_path):
+    import open_clip
+
+    folder = save_open_clip_folder(random_clip(SMALL_CLIP, seed=3), tmp_path / "clip", SMALL_CLIP)
+    model, backend = load_clip(folder)
+    assert "local-dir" in backend and not any(p.requires_grad for p in model.parameters())
+    qp = QualityPerceiver(model, backend=backend)
+    assert qp.ctx.shape == (3, 16, 64)
+    # the last context slot starts as the class word's token embedding; the rest is small
+    ids = [int(open_clip.tokenize([c])[0, 1]) for c in qp.classes]
+    torch.testing.assert_close(qp.ctx[:, -1].detach(), model.token_embedding.weight[ids])
+    assert qp.ctx[:, :-1].std() < 0.05
+    x = torch.rand(2, 3, 40, 50) * 2 - 1
+    loss = quality_loss(qp, x, torch.tensor([0, 2]))
+    loss.backward()
+    assert qp.ctx.grad is not None and qp.ctx.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())  # frozen CLIP with real weights
+    qp.save_prompts(tmp_path / "prompts")
+    again = QualityPerceiver(load_clip(folder)[0]).load_prompts(tmp_path / "prompts")
+    torch.testing.assert_close(again.predict(x), qp.predict(x))
+    with pytest.raises(ValueError, match="one BPE token"):
+        QualityPerceiver(model, classes=("terrible", "so so", "excellent"))
+    with pytest.raises(FileNotFoundError):
+        qp.load_prompts(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError):
+        load_clip(tmp_path / "empty_dir_that_does_not_exist")
+
+
+def test_quality_prompt_learner_separates_three_tiers_held_out():
+    """Fallback CLIP (random, image tower trained with the prompts): clean / noise 15 / noise 50 on held-out
+    visual grounds; chance is 1/3."""
+    from visual_grounds import GroundPool
+
+    pool = GroundPool(size=96)
+
+    def tiers(seeds):
+        xs, ys = [], []
+        for s in seeds:
+            g = pool(s)
+            rng = np.random.default_rng(s)
+            for label, spec in ((0, "noise50"), (1, "noise15"), (2, None)):
+                xs.append(g if spec is None else D.parse(spec).apply(g, rng))
+                ys.append(label)
+        return to_batch(xs), torch.tensor(ys)
+
+    torch.manual_seed(0)
+    xtr, ytr = tiers(range(24))
+    xte, yte = tiers(range(1000, 1016))
+    qp = QualityPerceiver(random_clip(SMALL_CLIP, seed=0), train_image_tower=True, backend="random")
+    assert "image tower trained" in qp.backend
+    qp.train()
+    opt = torch.optim.AdamW(qp.trainable_parameters(), lr=3e-3, weight_decay=0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(80):
+        idx = torch.randint(0, len(xtr), (24,), generator=gen)
+        loss = quality_loss(qp, xtr[idx], ytr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    qp.eval()
+    acc = (qp.predict(xte).argmax(1) == yte).float().mean().item()
+    print("held-out accuracy", acc)
+    assert acc >= 0.5, acc
+
+
+def test_fallback_clip_is_labelled():
+    qp = QualityPerceiver.from_clip(None)
+    assert "random" in qp.backend and qp.train_image_tower
+
+
+# ---------------------------------------------------------------------------------------------- semantic encoder
+
+
+def test_semantic_encoder_fallback_and_real_loading(tmp_path):
+    enc = SemanticEncoder.fallback()
+    x = torch.rand(2, 3, 37, 53) * 2 - 1
+    feats = enc(x)
+    assert [f.shape for f in feats] == [(2, 32)] * 4 and "random" in enc.backend
+    assert not any(p.requires_grad for p in enc.parameters())
+    random_dinov2(seed=0).save_pretrained(tmp_path / "dino")
+    real = SemanticEncoder.from_pretrained(str(tmp_path / "dino"))
+    for a, b in zip(real(x), feats):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="out of range"):
+        SemanticEncoder(random_dinov2(), layers=(1, 4, 8, 13))
+    with pytest.raises(ValueError, match="expected"):
+        enc(torch.rand(2, 1, 32, 32))
+
+
+# ------------------------------------------------------------------------------------------------ CFE + InfoNCE
+
+
+def test_cfe_and_info_nce():
+    torch.manual_seed(0)
+    cfe = CompactFeatureExtractor()
+    z = cfe(torch.rand(4, 3, 48, 40))
+    assert z.shape == (4, 128)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(4))
+    a = torch.nn.functional.normalize(torch.randn(6, 16), dim=1)
+    tasks = torch.tensor([0, 0, 1, 1, 2, 2])
+    matched = info_nce_loss(a, a, tasks)
+    shuffled = info_nce_loss(a, a.roll(1, 0), tasks)
+    assert matched < shuffled
+    # negatives are only other tasks: a batch of one task has no negatives, so the loss is zero
+    assert info_nce_loss(a, a.roll(1, 0), torch.zeros(6, dtype=torch.long)) == 0
+    # the temperature is 0.1: one negative, positive cosine 1 vs negative cosine 0 -> log(1 + e^-10)
+    e = torch.eye(2)
+    torch.testing.assert_close(info_nce_loss(e, e, torch.tensor([0, 1])), torch.log1p(torch.exp(torch.tensor(-10.0))))
+    with pytest.raises(ValueError):
+        info_nce_loss(a, a[:3], tasks)
+
+
+# ------------------------------------------------------------------------------------------------ IQA embedding
+
+
+def test_iqa_embedding_backends(tmp_path):
+    from safetensors.torch import save_file
+
+    x = torch.rand(2, 3, 48, 48) * 2 - 1
+    ident = DegradationIdentifier.from_preset("tiny")
+    e = IQAEmbedding(ident)
+    assert e.dim == 58 and e(x).shape == (2, 58)
+    save_file({"a.png": torch.ones(7), "b.png": torch.zeros(7)}, str(tmp_path / "cache.safetensors"))
+    c = IQAEmbedding(tmp_path / "cache.safetensors")
+    assert c.dim == 7 and c(keys=["b.png", "a.png"])[1].sum() == 7
+    with pytest.raises(KeyError):
+        c(keys=["c.png"])
+    with pytest.raises(ValueError, match="keys"):
+        c(x)
+    qp = QualityPerceiver(random_clip(SMALL_CLIP))
+    p = IQAEmbedding(qp)
+    assert p(x).shape == (2, p.dim) == (2, 64 + 3)
+    f = IQAEmbedding(lambda im: im.mean(dim=(2, 3)), dim=3)
+    assert f(x).shape == (2, 3)
+    with pytest.raises(TypeError):
+        IQAEmbedding(3)
+    with pytest.raises(FileNotFoundError):
+        IQAEmbedding(tmp_path / "missing.safetensors")
+
+
+# ------------------------------------------------------------------------------------------------- region masks
+
+
+def test_slic_regions_partition_the_image(photo, tmp_path):
+    m = slic_regions(photo)
+    assert m.shape == (16, *photo.shape[:2])
+    np.testing.assert_array_equal(m.sum(0), 1)  # disjoint and covering
+    areas = m.sum((1, 2))
+    assert (areas > 0).sum() <= 16 and (areas[:-1] >= areas[1:]).all()  # largest first
+    rm = RegionMasks(cache_dir=tmp_path / "cache")
+    x = to_batch([photo[:64, :96]])
+    first = rm(x)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    torch.testing.assert_close(rm(x), first)  # served from the cache
+
+
+def test_region_masks_with_a_tiny_sam_saved_to_disk(photo, tmp_path, tiny_sam):
+    model, proc = tiny_sam
+    model.save_pretrained(tmp_path / "sam")
+    proc.save_pretrained(tmp_path / "sam")
+    x = to_batch([photo[:64, :96], photo[64:128, :96]])
+    rm = RegionMasks.from_pretrained(tmp_path / "sam", pred_iou_thresh=-1e9)  # keep everything the random SAM finds
+    assert rm.backend == "sam"
+    m = rm(x)
+    assert m.shape == (2, 16, 64, 96) and set(m.unique().tolist()) <= {0.0, 1.0}
+    none = RegionMasks.from_pretrained(tmp_path / "sam", pred_iou_thresh=1e9)(x[:1])  # nothing kept
+    assert none[0, 0].min() == 1 and none[0, 1:].sum() == 0
+    with pytest.raises(ValueError, match="both"):
+        RegionMasks(sam_model=model)
+
+
+# -------------------------------------------------------------------------------------------------- conditioner
+
+
+def test_conditioner_errors_name_the_missing_module():
+    from defusion.models import ClearAIR, PerceiveIR
+
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with pytest.raises(ValueError, match="SemanticEncoder"):
+        Conditioner()(PerceiveIR.from_preset("tiny"), x)
+    cond = Conditioner(semantic_encoder=SemanticEncoder.fallback(), identifier=DegradationIdentifier.from_preset("tiny"))
+    kw = cond(ClearAIR.from_preset("tiny"), x)
+    assert kw["quality"].shape == (1, 58) and kw["degradation"].shape == (1, 26)
+    assert kw["content"].shape == (1, 32) and kw["masks"].shape == (1, 16, 32, 32)
