@@ -28,7 +28,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from ..perception.cfe import CompactFeatureExtractor
-from .restormer import GDFN, MDTA, Downsample, LayerNorm2d, Upsample, blocks
+from .restormer import GDFN, MDTA, LayerNorm2d, RestormerEncoderMixin, Upsample, blocks
 
 
 class PGM(nn.Module):
@@ -106,7 +106,7 @@ PRESETS = {
 }
 
 
-class PerceiveIR(ModelMixin, ConfigMixin):
+class PerceiveIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
     """``forward(x, semantic)``: ``semantic`` is the list of 4 (B, semantic_dim) DINOv2 CLS features for layers
     ``semantic_layers`` (1, 4, 8, 12). ``small`` and ``tiny`` expect the fallback DINOv2's width (32); give
     ``semantic_dim=768`` with real ``dinov2-base`` features."""
@@ -131,13 +131,7 @@ class PerceiveIR(ModelMixin, ConfigMixin):
         nb, hd, ffn = list(num_blocks), list(heads), ffn_expansion_factor
         g = semantic_dim + cfe_dim
         self.cfe = CompactFeatureExtractor(in_channels, tuple(cfe_channels), cfe_dim)
-        self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=bias)
-        self.encoder_level1 = blocks(nb[0], dim, hd[0], ffn, bias, False)
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = blocks(nb[1], dim * 2, hd[1], ffn, bias, False)
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, False)
-        self.down3_4 = Downsample(dim * 4)
+        self._build_encoder(in_channels, dim, nb, hd, ffn, bias, False, latent=False)
         self.latent = GuidedStage(nb[3], dim * 8, hd[3], g, ffn, bias)
         self.up4_3 = Upsample(dim * 8)
         self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)

@@ -106,7 +106,7 @@ class RestormerEncoderMixin:
     """The 4-level Restormer encoder shared by Restormer, PromptIR and DFPIR (same attribute names, so the same
     state-dict keys): patch embedding, encoder levels 1-3 with their downsamplers, and the latent blocks."""
 
-    def _build_encoder(self, in_channels, dim, nb, hd, ffn, bias, bias_free):
+    def _build_encoder(self, in_channels, dim, nb, hd, ffn, bias, bias_free, latent: bool = True):
         self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=bias)
         self.encoder_level1 = blocks(nb[0], dim, hd[0], ffn, bias, bias_free)
         self.down1_2 = Downsample(dim)
@@ -114,7 +114,8 @@ class RestormerEncoderMixin:
         self.down2_3 = Downsample(dim * 2)
         self.encoder_level3 = blocks(nb[2], dim * 4, hd[2], ffn, bias, bias_free)
         self.down3_4 = Downsample(dim * 4)
-        self.latent = blocks(nb[3], dim * 8, hd[3], ffn, bias, bias_free)
+        if latent:  # Perceive-IR builds its own (guided) latent stage
+            self.latent = blocks(nb[3], dim * 8, hd[3], ffn, bias, bias_free)
 
     def encode(self, x: torch.Tensor):
         """(e1, e2, e3, latent) at 1, 1/2, 1/4, 1/8 of the input size."""
