@@ -218,3 +218,41 @@ def test_conditioner_errors_name_the_missing_module():
     kw = cond(ClearAIR.from_preset("tiny"), x)
     assert kw["quality"].shape == (1, 58) and kw["degradation"].shape == (1, 26)
     assert kw["content"].shape == (1, 32) and kw["masks"].shape == (1, 16, 32, 32)
+
+
+def test_mllm_quality_embedder_with_a_tiny_llava_saved_to_disk(tmp_path):
+    """The MLLM path (LLaVA-style, loaded by AutoProcessor + AutoModelForImageTextToText) on a tiny random model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)  # fmt: skip
+
+    from defusion.perception.iqa import MLLMQualityEmbedder
+
+    words = "USER: How would you rate the quality of this image? ASSISTANT: The is".split()
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>", "<image>", *dict.fromkeys(words)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                                        eos_token="</s>", extra_special_tokens={"image_token": "<image>"})  # fmt: skip
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
+                               vision_feature_select_strategy="default", image_token="<image>",
+                               num_additional_image_tokens=1)  # the CLS token, dropped by "default"
+    torch.manual_seed(0)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       image_size=32, patch_size=8),
+        text_config=LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2, pad_token_id=0),
+        image_token_index=vocab["<image>"], vision_feature_select_strategy="default", vision_feature_layer=-1,
+    )  # fmt: skip
+    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path / "mllm")
+    processor.save_pretrained(tmp_path / "mllm")
+    emb = MLLMQualityEmbedder.from_pretrained(tmp_path / "mllm")
+    x = torch.rand(2, 3, 40, 56) * 2 - 1
+    iqa = IQAEmbedding(emb)
+    assert iqa.kind == "mllm" and iqa.dim == 16
+    out = iqa(x)
+    assert out.shape == (2, 16) and torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])  # depends on the image
