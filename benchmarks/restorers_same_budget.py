@@ -29,7 +29,7 @@ from defusion.pipelines import RESTORERS, RestorerPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["restormer", "promptir", "dfpir", "perceive_ir", "clearair"]
-IDENTIFIER = ROOT / "train" / "checkpoints" / "defusion-small-preview" / "identifier"
+IDENTIFIER = ROOT / "defusion" / "weights" / "defusion-small-preview" / "identifier"
 
 
 def measure(pipe_dir: str, size: int) -> dict:

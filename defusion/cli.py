@@ -120,12 +120,15 @@ def _restore(args) -> int:
 
     from pathlib import Path as _P
 
-    if not (_P(args.model) / "model_index.json").is_file():
+    from .weights import resolve
+
+    folder = resolve(args.model)
+    if not (_P(folder) / "model_index.json").is_file():
         raise FileNotFoundError(
             f"{args.model} is not a DefusionPipeline folder (no model_index.json with unet/, bridge/, adapter/, "
-            "tokenizer/, scheduler/); no default model ships yet, so pass --model DIR"
+            "tokenizer/, scheduler/) nor the name of a shipped model"
         )
-    pipe = DefusionPipeline.from_pretrained(args.model, dtype=torch.float32)
+    pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
     img = load_image(args.input)
     inst = None if args.instruction.lower() == "none" else args.instruction
     out = pipe(img, instruction=inst, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed),
@@ -181,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("restore", help="restore an image with a saved DefusionPipeline")
     pr.add_argument("input")
     pr.add_argument("-o", "--output", required=True)
-    pr.add_argument("--model", required=True, help="a DefusionPipeline folder (save_pretrained output)")
+    pr.add_argument("--model", default="defusion-small",
+                    help="a DefusionPipeline folder or the name of a shipped model (defusion.weights.available())")
     pr.add_argument("--instruction", default="auto", help="auto (blind), none, or names like rain+noise")
     pr.add_argument("--steps", type=int, default=4)
     pr.add_argument("--tile", type=int, default=512)

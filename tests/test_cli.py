@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from defusion.cli import main
@@ -80,3 +81,24 @@ def test_restore_command(tmp_path, capsys):
     assert "rain+noise" in capsys.readouterr().out
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png"), "--model", str(tmp_path / "pipe")]) == 0
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o3.png"), "--model", str(tmp_path)]) == 2
+
+
+def test_shipped_weights_resolve_by_name(tmp_path, capsys):
+    import torch
+
+    from defusion import DefusionPipeline
+    from defusion.images import save_image
+    from defusion.weights import available, resolve
+
+    assert "defusion-small-preview" in available()
+    assert resolve(str(tmp_path)) == str(tmp_path) and resolve("org/some-hub-model") == "org/some-hub-model"
+    with pytest.raises(FileNotFoundError, match="not shipped"):
+        resolve("defusion-huge")
+    pipe = DefusionPipeline.from_pretrained("defusion-small-preview", dtype=torch.float32)
+    assert pipe.identifier is not None and pipe.unet.config.in_channels == 12  # the small U-Net (2x2 pixel-unshuffle)
+    save_image(np.random.default_rng(0).random((40, 48, 3)).astype(np.float32), tmp_path / "in.png")
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--model", "defusion-small-preview",
+                 "--instruction", "noise"]) == 0  # fmt: skip
+    assert Image.open(tmp_path / "o.png").size == (48, 40)
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png")]) == 2  # default not shipped yet
+    assert "not shipped" in capsys.readouterr().err

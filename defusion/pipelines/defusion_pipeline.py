@@ -30,6 +30,7 @@ from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from ..perception import DegradationIdentifier
 from ..tiling import tiled_apply
+from ..weights import resolve
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
 
@@ -53,6 +54,12 @@ class DefusionPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->identifier->tokenizer->bridge->unet"
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
     _optional_components = ["identifier", "text_encoder", "text_tokenizer"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
+        (e.g. ``"defusion-small-preview"``)."""
+        return super().from_pretrained(resolve(pretrained_model_name_or_path), **kwargs)
 
     def __init__(
         self,

@@ -1,0 +1,33 @@
+"""Weights shipped inside the package, resolved by name in ``from_pretrained`` (offline, no download).
+
+    DefusionPipeline.from_pretrained("defusion-small-preview")
+
+``resolve(name_or_path)`` returns the folder of a shipped model when given its name, the argument unchanged when
+it is an existing path or does not look like one of our names (a hub id, say), and raises a clear error for a
+``defusion-*`` name that this install does not ship. Each shipped folder has a model card (``README.md``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHTS = Path(__file__).resolve().parent
+PREFIX = "defusion-"
+
+
+def available() -> list[str]:
+    """Names of the shipped pipeline folders."""
+    return sorted(p.name for p in WEIGHTS.iterdir() if (p / "model_index.json").is_file())
+
+
+def resolve(name_or_path) -> str | os.PathLike:
+    if isinstance(name_or_path, os.PathLike) or Path(str(name_or_path)).exists():
+        return name_or_path
+    name = str(name_or_path)
+    if name in available():
+        return str(WEIGHTS / name)
+    if name.startswith(PREFIX) and "/" not in name:
+        raise FileNotFoundError(f"{name!r} is not shipped with this install of defusion; shipped: {available()} "
+                                "(or pass a local pipeline folder)")  # fmt: skip
+    return name_or_path
