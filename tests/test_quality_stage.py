@@ -1,6 +1,7 @@
 """Perceive-IR stage 1: triplets with the 2-fold medium restorer, and quality prompt training with resume."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -43,10 +44,13 @@ def test_quality_prompts_train_and_resume(triplets, tmp_path):
             ["--triplets", str(triplets), "--output_dir", str(tmp_path), "--crop", "32", "--train_batch_size", "2",
              "--max_train_steps", str(steps), "--checkpointing_steps", "2", "--val_holdout", "1", "--cpu", *extra]))  # fmt: skip
 
-    first = run(2)
-    assert len(first) == 2 and (tmp_path / "checkpoint-2" / "quality_prompts.safetensors").is_file()
+    straight = run(4)
+    assert len(straight) == 4 and (tmp_path / "checkpoint-2" / "quality_prompts.safetensors").is_file()
+    shutil.rmtree(tmp_path / "checkpoint-4")  # as if the run had stopped right after step 2
     resumed = run(4, "--resume_from_checkpoint", "latest")
     assert [h["step"] for h in resumed] == [3, 4] and "val_accuracy" in resumed[-1]
+    # the resumed run continues exactly where it stopped (weights, optimiser, schedule, data order)
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in straight[2:]], rel=1e-4)
     from defusion.perception import QualityPerceiver
 
     QualityPerceiver.from_clip(None).load_prompts(tmp_path)

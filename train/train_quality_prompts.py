@@ -13,7 +13,8 @@ similarities; AdamW (4e-5 for the prompts, as the reference) with cosine decay t
 random stand-in CLIP is used and its image tower trains too (see ``defusion.perception.quality``); its learning
 rate is ``--tower_learning_rate``.
 
-Checkpoints (``checkpoint-N``: prompts, optimiser, scheduler, step, RNG state) every ``--checkpointing_steps``;
+Checkpoints (``checkpoint-N``: prompts, optimiser and scheduler state loaded with ``weights_only=True``, the
+sampler's RNG state as JSON) every ``--checkpointing_steps``;
 ``--resume_from_checkpoint latest`` continues. The final prompts go to ``output_dir``.
 """
 
@@ -131,10 +132,10 @@ def main(args):
     rng = np.random.default_rng(args.seed)
     if ckpt is not None:
         perceiver.load_prompts(ckpt)
-        state = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=False)
+        state = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=True)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]
+        rng.bit_generator.state = json.loads((ckpt / "rng_state.json").read_text())
         step = step_of(ckpt)
     perceiver.train()
     names = sorted(train)
@@ -161,8 +162,8 @@ def main(args):
         if step % args.checkpointing_steps == 0 or done:
             prune_checkpoints(out, args.checkpoints_total_limit)
             c = perceiver.save_prompts(out / f"checkpoint-{step}")
-            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng.bit_generator.state},
-                       c / "training_state.pt")  # fmt: skip
+            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, c / "training_state.pt")
+            (c / "rng_state.json").write_text(json.dumps(rng.bit_generator.state))
         if done:
             break
     if any(val.values()):
