@@ -15,11 +15,11 @@ from defusion.perception import (
     QualityPerceiver,
     RegionMasks,
     SemanticEncoder,
-    info_nce_loss,
     load_clip,
     quality_loss,
     slic_regions,
 )
+from defusion.losses import info_nce_loss
 from defusion.perception.clip import FALLBACK_CLIP_CONFIG, random_clip, save_open_clip_folder
 from defusion.perception.semantic import random_dinov2
 

@@ -44,9 +44,10 @@ from tqdm.auto import tqdm
 
 from defusion import degradations as D
 from defusion.data import MixtureDataset, PairedFolderDataset, SyntheticDegradationDataset, list_images
-from defusion.losses import ICRM_WEIGHT, DifficultyAdaptivePerceptualLoss, clip_aware_loss, difficulty_weights, icrm_loss
+from defusion.losses import (ICRM_WEIGHT, DifficultyAdaptivePerceptualLoss, clip_aware_loss, difficulty_weights, icrm_loss,
+                             info_nce_loss)  # fmt: skip
 from defusion.perception import (Conditioner, DegradationIdentifier, DegradationPromptEncoder, QualityPerceiver,
-                                 RegionMasks, SemanticEncoder, info_nce_loss, prompt_for)  # fmt: skip
+                                 RegionMasks, SemanticEncoder, prompt_for)  # fmt: skip
 from defusion.pipelines import RESTORERS, RestorerPipeline
 from defusion.training_utils import load_ema, loggable_config, prune_checkpoints, resolve_resume, save_ema, step_of
 

@@ -3,7 +3,7 @@ difficulty-adaptive perceptual losses, ClearAIR's ICRM consistency loss."""
 
 from .clearair import ICRM_WEIGHT, icrm_loss
 from .lpips import LPIPSUnavailable, build_lpips, find_trunk_weights
-from .perceive_ir import DifficultyAdaptivePerceptualLoss, clip_aware_loss, difficulty_weights, psnr_per_image
+from .perceive_ir import DifficultyAdaptivePerceptualLoss, clip_aware_loss, difficulty_weights, info_nce_loss, psnr_per_image
 from .vqgan import VQGANLoss, adaptive_weight, hinge_d_loss
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "find_trunk_weights",
     "hinge_d_loss",
     "icrm_loss",
+    "info_nce_loss",
     "psnr_per_image",
 ]

@@ -1,6 +1,9 @@
 """Perceive-IR's restoration losses besides L1 (total L = L1 + 0.1 L_cl + 0.05 L_clip + 0.1 L_dpl).
 
-* L_cl: ``defusion.perception.info_nce_loss`` (with the CFE).
+* L_cl (``info_nce_loss``): the anchor is Z (``defusion.perception.CompactFeatureExtractor``) of a low-quality
+  crop, the positive Z of a second crop of the *same* degraded image (same noise realisation), the negatives every
+  other anchor in the batch (detached) whose task differs (noise levels count as one task); temperature 0.1;
+  cross-entropy per anchor, averaged.
 * L_clip (``clip_aware_loss``): the restored image, clamped, through the frozen CLIP of a trained
   ``QualityPerceiver``; 1 - softmax(cosine)[excellent] with temperature 1 (paper Eq. 9); gradients flow through
   the frozen CLIP to the image.
@@ -105,3 +108,15 @@ class DifficultyAdaptivePerceptualLoss(nn.Module):
                 den = den + w.to(den) * m(fr[i], f[i])
             total = total + xi * m(fr[i], fg[i]) / den.clamp(min=1e-6)
         return total.mean()
+
+
+def info_nce_loss(anchor: torch.Tensor, positive: torch.Tensor, task: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """``anchor``/``positive``: (B, D) unit codes; ``task``: (B,) integer task ids. Anchors with no negative in
+    the batch contribute zero (their only logit is the positive)."""
+    if anchor.shape != positive.shape or anchor.shape[0] != task.shape[0]:
+        raise ValueError(f"shapes differ: anchor {tuple(anchor.shape)}, positive {tuple(positive.shape)}, task {tuple(task.shape)}")
+    pos = (anchor * positive).sum(-1, keepdim=True) / tau
+    neg = anchor @ anchor.detach().t() / tau
+    neg = neg.masked_fill(task[:, None] == task[None, :], float("-inf"))  # same task (and self): not a negative
+    logits = torch.cat([pos, neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(anchor), dtype=torch.long, device=anchor.device))

@@ -4,7 +4,7 @@
 * ``DegradationPromptEncoder``: degradation prompt texts -> CLIP text codes (DFPIR).
 * ``QualityPerceiver``: Perceive-IR's learned terrible / mediocre / excellent prompts on a frozen CLIP.
 * ``SemanticEncoder``: DINOv2 CLS features of layers 1 / 4 / 8 / 12 (Perceive-IR).
-* ``CompactFeatureExtractor`` + ``info_nce_loss``: Perceive-IR's degradation code and its contrastive loss.
+* ``CompactFeatureExtractor``: Perceive-IR's degradation code (its InfoNCE loss is in ``defusion.losses``).
 * ``IQAEmbedding``: a quality embedding per image (ClearAIR), pluggable backend.
 * ``RegionMasks``: up to 16 region masks per image, SAM or SLIC (ClearAIR).
 * ``Conditioner``: computes what a restorer's ``conditions`` ask for from these modules.
@@ -12,7 +12,7 @@
 
 from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up on this namespace)
 
-from .cfe import CompactFeatureExtractor, info_nce_loss
+from .cfe import CompactFeatureExtractor
 from .clip import load_clip
 from .conditions import Conditioner
 from .identifier import DegradationIdentifier, identifier_loss
@@ -35,7 +35,6 @@ __all__ = [
     "RegionMasks",
     "SemanticEncoder",
     "identifier_loss",
-    "info_nce_loss",
     "load_clip",
     "prompt_for",
     "quality_loss",
