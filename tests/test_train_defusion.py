@@ -96,3 +96,24 @@ def test_hf_imagefolder_and_paired_sources(tmp_path, photo):
                             "--train_batch_size", "3", "--max_train_steps", "2", "--report_to", "none",
                             "--output_dir", str(tmp_path / "out"), "--val_holdout", "0", "--cpu"]))  # fmt: skip
     assert len(hist) == 2
+
+
+def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
+    extra = ["--val_holdout", "0", "--checkpointing_steps", "3", "--kinds", "noise,rain,haze", "--kind_weights", "noise=3",
+             "--instruction_bank", "8", "--p_mismatch", "0.5", "--ground_cache", "4"]  # fmt: skip
+    hist = main(parse_args(base(clean_dir, tmp_path, 3, *extra)))
+    bank_dir = tmp_path / "instruction_bank"
+    assert (bank_dir / "tokens.safetensors").is_file() and len(hist) == 3
+    before = (bank_dir / "tokens.safetensors").read_bytes()
+    resumed = main(parse_args(base(clean_dir, tmp_path, 5, *extra, "--resume_from_checkpoint", "latest")))
+    assert [h["step"] for h in resumed] == [4, 5]
+    assert (bank_dir / "tokens.safetensors").read_bytes() == before  # the resumed run reuses the saved bank
+
+
+def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
+    with pytest.raises(SystemExit):
+        parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "none"))
+    with pytest.raises(SystemExit):
+        parse_args(base(clean_dir, tmp_path, 1, "--p_mismatch", "1.5"))
+    with pytest.raises(ValueError, match="not in --kinds"):
+        main(parse_args(base(clean_dir, tmp_path, 1, "--val_holdout", "0", "--kind_weights", "rain=2")))

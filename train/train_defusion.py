@@ -35,7 +35,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
-from defusion.data import MixtureDataset, PairedFolderDataset, SyntheticDegradationDataset, list_images
+from defusion.data import InstructionBank, MixtureDataset, PairedFolderDataset, SyntheticDegradationDataset, list_images
 from defusion import degradations as D
 from defusion.diffusion import clean_signal, make_scheduler, predicted_y0, restored_from, training_target
 from defusion.instructions import VisualInstruction, text_instruction
@@ -68,6 +68,11 @@ def parse_args(input_args=None):
     p.add_argument("--hf_imagefolder", nargs="*", default=[], help="folders loaded with datasets' imagefolder")
     p.add_argument("--repeats", nargs="*", type=int, default=None, help="repeat factor per dataset, in the order above")
     p.add_argument("--kinds", default="noise,rain,haze", help="registry names for the synthetic data")
+    p.add_argument("--kind_weights", default=None, help="e.g. noise=4,jpeg=2: more frequent kinds (others 1)")
+    p.add_argument("--instruction_bank", type=int, default=0,
+                   help="tokenize N instructions once (saved in output_dir) instead of one per sample (CPU speed)")
+    p.add_argument("--p_mismatch", type=float, default=0.0,
+                   help="share of samples shown a non-matching instruction, with the input itself as target")
     p.add_argument("--max_mix", type=int, default=1, help="up to this many kinds mixed in one sample")
     p.add_argument("--p_single", type=float, default=1.0, help="probability of a single kind when max_mix > 1")
     p.add_argument("--val_holdout", type=int, default=8, help="last N images of the first clean dir held out for validation")
@@ -116,6 +121,12 @@ def parse_args(input_args=None):
         p.error("--tokenizer (a trained DegradationTokenizer folder) is required for this preset")
     if args.no_instruction:
         args.instruction_mode = "none"
+    if (args.instruction_bank or args.p_mismatch) and args.instruction_mode != "visual":
+        p.error("--instruction_bank and --p_mismatch need --instruction_mode visual")
+    if args.instruction_bank and (args.paired or args.hf_imagefolder):
+        p.error("--instruction_bank works with --clean_dirs only")
+    if not 0.0 <= args.p_mismatch <= 1.0:
+        p.error("--p_mismatch must be in [0, 1]")
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
     return args
@@ -134,10 +145,26 @@ class DefusionTrainingModule(nn.Module):
         return self.unet(y_t, t, (text, [self.adapter(tokens)]), bridge_features=feats).sample
 
 
-def build_datasets(args, instruction_size: int):
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+def parse_kinds(args) -> tuple[list[str], list[float] | None]:
+    """--kinds and --kind_weights -> (registry names, one weight per name or None)."""
+    kinds = [D.get(k.strip()).name for k in args.kinds.split(",") if k.strip()]
+    if not args.kind_weights:
+        return kinds, None
+    weights = dict.fromkeys(kinds, 1.0)
+    for part in args.kind_weights.split(","):
+        name, _, value = part.partition("=")
+        name = D.get(name.strip()).name
+        if name not in weights:
+            raise ValueError(f"--kind_weights names {name!r}, which is not in --kinds {kinds}")
+        weights[name] = float(value)
+    return kinds, [weights[k] for k in kinds]
+
+
+def build_datasets(args, instruction_size: int, bank=None):
+    kinds, weights = parse_kinds(args)
     common = dict(crop=args.resolution, instruction_size=instruction_size, ground=args.ground, seed=args.seed,
                   ground_cache=args.ground_cache)  # fmt: skip
+    extra = dict(kind_weights=weights, p_mismatch=args.p_mismatch, bank_specs=bank.specs if bank is not None else None)
     train, val_files = [], []
     for i, d in enumerate(args.clean_dirs):
         files = list_images(d)
@@ -145,7 +172,8 @@ def build_datasets(args, instruction_size: int):
             if len(files) <= args.val_holdout:
                 raise ValueError(f"{d} has {len(files)} images, not more than --val_holdout {args.val_holdout}")
             files, val_files = files[: -args.val_holdout], files[-args.val_holdout :]
-        train.append(SyntheticDegradationDataset(files, kinds, max_mix=args.max_mix, p_single=args.p_single, **common))
+        train.append(SyntheticDegradationDataset(files, kinds, max_mix=args.max_mix, p_single=args.p_single, **common,
+                                                 **extra))  # fmt: skip
     for spec in args.paired:
         path, _, deg = spec.rpartition(":")
         if not path:
@@ -155,7 +183,8 @@ def build_datasets(args, instruction_size: int):
         import datasets
 
         hf = datasets.load_dataset("imagefolder", data_dir=d, split="train")
-        train.append(SyntheticDegradationDataset(hf, kinds, max_mix=args.max_mix, p_single=args.p_single, **common))
+        train.append(SyntheticDegradationDataset(hf, kinds, max_mix=args.max_mix, p_single=args.p_single, **common,
+                                                 kind_weights=weights, p_mismatch=args.p_mismatch))  # fmt: skip
     train_ds = MixtureDataset(train, args.repeats)
     val_ds = None
     if val_files:
@@ -264,8 +293,20 @@ def main(args):
 
     optimizer = torch.optim.AdamW(module.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay)  # fmt: skip
+    bank = None
+    if args.instruction_bank:
+        bank_dir = out / "instruction_bank"
+        if accelerator.is_main_process and not (bank_dir / "specs.json").is_file():
+            kinds, weights = parse_kinds(args)
+            InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
+                                  seed=args.seed, ground=args.ground, ground_cache=args.ground_cache or 256,
+                                  progress=True).save(bank_dir)  # fmt: skip
+        accelerator.wait_for_everyone()
+        bank = InstructionBank.load(bank_dir)
+        if bank.tokens.shape[1:] != (tokenizer.num_tokens, tokenizer.token_dim):
+            raise ValueError(f"{bank_dir} holds tokens of shape {tuple(bank.tokens.shape[1:])}, not this tokenizer's")
     with accelerator.main_process_first():
-        train_ds, val_ds = build_datasets(args, instruction_size=max(64, tokenizer.config.input_size))
+        train_ds, val_ds = build_datasets(args, instruction_size=max(64, tokenizer.config.input_size), bank=bank)
     loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.dataloader_num_workers,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
@@ -317,10 +358,14 @@ def main(args):
                     if args.instruction_mode != "visual":
                         tokens = torch.zeros(b, tokenizer.num_tokens, tokenizer.token_dim, device=x_lq.device)
                     else:
-                        tokens = tokenizer.tokenize(batch["instruction"].float(), null=batch["null"].float())
-                        if args.instruction_dropout > 0:
-                            keep = (torch.rand(b, 1, 1, device=tokens.device) >= args.instruction_dropout).to(tokens.dtype)
-                            tokens = tokens * keep
+                        if bank is not None:
+                            tokens = bank.lookup(batch["bank_index"], device=x_lq.device)
+                        else:
+                            tokens = tokenizer.tokenize(batch["instruction"].float(), null=batch["null"].float())
+                        if args.instruction_dropout > 0:  # never for a mismatched sample: its target needs the tokens
+                            keep = torch.rand(b, device=tokens.device) >= args.instruction_dropout
+                            keep = keep | batch["mismatch"].to(tokens.device)
+                            tokens = tokens * keep.to(tokens.dtype).view(b, 1, 1)
                 y0 = clean_signal(x_lq, x_hq, args.diffusion_space).float()
                 noise = torch.randn_like(y0)
                 if args.timestep_sampling == "inference":

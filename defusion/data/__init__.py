@@ -1,5 +1,6 @@
 """Datasets: on-the-fly visual instructions (tokenizer) and restoration data with per-sample specs."""
 
+from .instruction_bank import InstructionBank
 from .instructions import InstructionDataset, multi_hot
 from .restoration import (
     PAIR_LAYOUTS,
@@ -13,6 +14,7 @@ from .restoration import (
 
 __all__ = [
     "PAIR_LAYOUTS",
+    "InstructionBank",
     "InstructionDataset",
     "MixtureDataset",
     "PairedFolderDataset",

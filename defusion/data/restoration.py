@@ -99,15 +99,19 @@ class _RestorationBase(Dataset):
     def _rng(self, index: int):
         return np.random.default_rng([self.seed, self.epoch if self.train else 0, index])
 
-    def _item(self, lq, gt, spec, rng) -> dict:
+    def _item(self, lq, gt, spec, rng, shown=None, bank_index=None, mismatch: bool = False) -> dict:
+        """``shown``: the spec the instruction shows (default ``spec``); ``bank_index``: its entry in an
+        ``InstructionBank`` (then no instruction images are rendered; the training loop looks the tokens up)."""
         item = {"lq": to_tensor(lq), "gt": to_tensor(gt), "labels": multi_hot(spec, self.names),
-                "spec": json.dumps(spec.to_dict() if spec is not None else None)}  # fmt: skip
-        if self.instruction:
+                "spec": json.dumps(spec.to_dict() if spec is not None else None), "mismatch": bool(mismatch)}  # fmt: skip
+        if bank_index is not None:
+            item["bank_index"] = int(bank_index)
+        elif self.instruction:
             seed = int(rng.integers(2**31))
             ground = self.ground
             if self.ground_cache:  # draw from a fixed set of grounds: rendering them dominates the data cost
                 ground = cached_ground(self.ground, seed % self.ground_cache, self.instruction_size)
-            inst = VisualInstruction.from_spec(spec, seed=seed, size=self.instruction_size, ground=ground)
+            inst = VisualInstruction.from_spec(shown or spec, seed=seed, size=self.instruction_size, ground=ground)
             item["instruction"], item["null"] = to_tensor(inst.image), to_tensor(inst.null)
         return item
 
@@ -123,12 +127,25 @@ class SyntheticDegradationDataset(_RestorationBase):
         instruction: build the visual instruction for each item (False for restorers that do not use one).
         ground_cache: if > 0, grounds come from a fixed set of this many (cached per worker) instead of a fresh
             ground per item; the degradation on them is still drawn per item.
+        kind_weights: one positive weight per kind (more frequent kinds); None: uniform.
+        bank_specs: the specs of an ``InstructionBank``: each item is degraded by a spec drawn from it and carries
+            its ``bank_index`` instead of instruction images.
+        p_mismatch: share of items whose instruction shows kinds the image does not have; their target is the
+            input itself (an instruction that does not match leaves the image alone). ``mismatch`` flags them.
     """
 
     def __init__(self, source, kinds=None, crop: int = 256, train: bool = True, seed: int = 0, max_mix: int = 1,
                  p_single: float = 1.0, severity=None, instruction_size: int = 224, ground: str = "pool",
-                 instruction: bool = True, ground_cache: int = 0):  # fmt: skip
+                 instruction: bool = True, ground_cache: int = 0, kind_weights=None, bank_specs=None,
+                 p_mismatch: float = 0.0):  # fmt: skip
         super().__init__(crop, train, seed, instruction_size, ground, instruction, ground_cache)
+        if not 0.0 <= p_mismatch <= 1.0:
+            raise ValueError(f"p_mismatch must be in [0, 1], got {p_mismatch}")
+        if bank_specs is not None and len(bank_specs) == 0:
+            raise ValueError("bank_specs is empty")
+        self.kind_weights, self.p_mismatch = kind_weights, p_mismatch
+        self.bank_specs = list(bank_specs) if bank_specs is not None else None
+        self._bank_kinds = [frozenset(s.name for s in b.steps) for b in self.bank_specs] if self.bank_specs else None
         if isinstance(source, (str, Path)):
             self.source = list_images(source)
         elif isinstance(source, (list, tuple)):
@@ -156,9 +173,33 @@ class SyntheticDegradationDataset(_RestorationBase):
     def __getitem__(self, index: int) -> dict:
         rng = self._rng(index)
         (gt,) = crop_pair([self.clean(index)], self.crop, rng, self.train)
-        spec = D.sample(rng, self.kinds, self.max_mix, self.p_single, self.severity)
+        bank_index = None
+        if self.bank_specs is not None:
+            bank_index = int(rng.integers(len(self.bank_specs)))
+            spec = self.bank_specs[bank_index]
+        else:
+            spec = D.sample(rng, self.kinds, self.max_mix, self.p_single, self.severity, self.kind_weights)
         lq = spec.apply(gt, rng)
-        return self._item(lq, gt, spec, rng)
+        if self.p_mismatch and rng.random() < self.p_mismatch:
+            shown, shown_index = self._mismatched(spec, rng)
+            if shown is not None:
+                return self._item(lq, lq, spec, rng, shown=shown, bank_index=shown_index, mismatch=True)
+        return self._item(lq, gt, spec, rng, bank_index=bank_index)
+
+    def _mismatched(self, spec, rng):
+        """A spec (and bank index) sharing no kind with ``spec``; (None, None) when there is none."""
+        applied = {s.name for s in spec.steps}
+        if self.bank_specs is not None:
+            options = [i for i, k in enumerate(self._bank_kinds) if not (k & applied)]
+            if not options:
+                return None, None
+            i = int(options[int(rng.integers(len(options)))])
+            return self.bank_specs[i], i
+        others = [(k, w) for k, w in zip(self.kinds, self.kind_weights or [1.0] * len(self.kinds)) if k not in applied]
+        if not others:
+            return None, None
+        kinds, weights = zip(*others)
+        return D.sample(rng, list(kinds), self.max_mix, self.p_single, self.severity, list(weights)), None
 
 
 def _pair_key(stem: str, side: str) -> str:

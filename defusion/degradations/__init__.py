@@ -7,6 +7,8 @@
     >>> D.names()                                            # registered names
 """
 
+import numpy as np
+
 from .base import (
     REGISTRY,
     Compose,
@@ -27,15 +29,24 @@ from .photometric import LowLight, Underwater
 from .weather import Haze, Rain, Raindrop, Snow
 
 
-def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severity=None) -> Degradation:
+def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severity=None, weights=None) -> Degradation:
     """A random degradation for training data: one kind (probability ``p_single``) or an ordered mixture
-    of 2..``max_mix`` distinct kinds drawn from ``kinds`` (default: every registered name)."""
+    of 2..``max_mix`` distinct kinds drawn from ``kinds`` (default: every registered name). ``weights`` (one
+    positive number per kind) makes some kinds more frequent; None draws them uniformly."""
     rng = as_rng(rng)
     pool = [get(k) for k in (kinds or names())]
     if not pool:
         raise ValueError("kinds is empty")
+    if len({d.name for d in pool}) != len(pool):
+        raise ValueError(f"kinds repeat a name: {[d.name for d in pool]}; use weights to make a kind more frequent")
+    p = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != (len(pool),) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"weights must be {len(pool)} positive numbers, one per kind, got {weights!r}")
+        p = w / w.sum()
     k = 1 if (rng.random() < p_single or len(pool) == 1) else int(rng.integers(2, min(max_mix, len(pool)) + 1))
-    idx = rng.choice(len(pool), size=k, replace=False)
+    idx = rng.choice(len(pool), size=k, replace=False, p=p)
     steps = [pool[i].sample(rng, severity) for i in idx]
     return steps[0] if k == 1 else Compose(steps)
 

@@ -1,0 +1,87 @@
+"""Weighted kinds, the instruction bank and mismatched-instruction samples in the restoration data."""
+
+import numpy as np
+import pytest
+import torch
+
+from defusion import degradations as D
+from defusion.data import InstructionBank, SyntheticDegradationDataset
+from defusion.models import DegradationTokenizer
+
+
+def test_sample_weights_change_frequencies():
+    names = [D.sample(i, ["noise", "rain", "haze"], 1, 1.0, weights=[8, 1, 1]).name for i in range(400)]
+    assert names.count("noise") > 250
+    uniform = [D.sample(i, ["noise", "rain", "haze"], 1, 1.0).name for i in range(400)]
+    assert uniform.count("noise") < 200
+    with pytest.raises(ValueError, match="positive"):
+        D.sample(0, ["noise", "rain"], weights=[1, 0])
+    with pytest.raises(ValueError, match="one per kind"):
+        D.sample(0, ["noise", "rain"], weights=[1])
+    with pytest.raises(ValueError, match="repeat"):
+        D.sample(0, ["noise", "noise"])
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    torch.manual_seed(0)
+    return DegradationTokenizer.from_preset("tiny").eval()
+
+
+def test_bank_round_trip(tiny_tokenizer, tmp_path):
+    bank = InstructionBank.build(tiny_tokenizer, 5, ["noise", "rain"], seed=3, ground_cache=2, batch_size=2)
+    assert len(bank) == 5 and bank.tokens.dtype == torch.float16
+    assert bank.tokens.shape[1:] == (tiny_tokenizer.num_tokens, tiny_tokenizer.token_dim)
+    # the stored tokens are the tokenizer's tokens for that spec's instruction (non-zero: the ground is degraded)
+    assert bank.tokens.float().abs().sum(dim=(1, 2)).min() > 0
+    again = InstructionBank.build(tiny_tokenizer, 5, ["noise", "rain"], seed=3, ground_cache=2, batch_size=5)
+    assert [s.to_dict() for s in again.specs] == [s.to_dict() for s in bank.specs]
+    torch.testing.assert_close(again.tokens, bank.tokens, atol=2e-3, rtol=0)  # batch size does not matter
+    bank.save(tmp_path / "bank")
+    loaded = InstructionBank.load(tmp_path / "bank")
+    assert [s.to_dict() for s in loaded.specs] == [s.to_dict() for s in bank.specs]
+    assert torch.equal(loaded.tokens, bank.tokens)
+    got = loaded.lookup(torch.tensor([4, 0]))
+    assert got.dtype == torch.float32 and torch.equal(got, bank.tokens[[4, 0]].float())
+    (tmp_path / "bank" / "specs.json").unlink()
+    with pytest.raises(FileNotFoundError, match="specs.json"):
+        InstructionBank.load(tmp_path / "bank")
+    with pytest.raises(ValueError):
+        InstructionBank([], torch.zeros(0, 2, 2))
+
+
+def test_dataset_draws_from_the_bank_and_builds_mismatches(photo, tmp_path):
+    from defusion.images import save_image
+
+    bank = [D.parse("noise25"), D.parse("rain"), D.parse("haze+noise10")]
+    files = [tmp_path / "0.png", tmp_path / "1.png"]
+    save_image(photo[:64, :64], files[0])
+    save_image(photo[64:128, 64:128], files[1])
+
+    ds = SyntheticDegradationDataset(files, ["noise", "rain", "haze"], crop=32, bank_specs=bank)
+    for i in range(2):
+        item = ds[i]
+        assert "instruction" not in item and not item["mismatch"]
+        assert D.from_json(item["spec"]).to_dict() == bank[item["bank_index"]].to_dict()
+    always = SyntheticDegradationDataset(files, ["noise", "rain", "haze"], crop=32, bank_specs=bank, p_mismatch=1.0)
+    seen = 0
+    for epoch in range(6):
+        always.set_epoch(epoch)
+        for i in range(2):
+            item = always[i]
+            applied = {s.name for s in D.from_json(item["spec"]).steps}
+            shown = {s.name for s in bank[item["bank_index"]].steps}
+            if item["mismatch"]:
+                seen += 1
+                assert not applied & shown
+                assert torch.equal(item["gt"], item["lq"])  # a non-matching instruction: the target is the input
+            else:  # haze+noise10 has no disjoint entry in this bank: an ordinary sample
+                assert applied == {"haze", "noise"}
+    assert seen > 0
+    # without a bank the mismatched instruction is rendered from kinds the image does not have
+    plain = SyntheticDegradationDataset(files, ["noise", "rain"], crop=32, p_mismatch=1.0, ground_cache=2,
+                                        instruction_size=64)  # fmt: skip
+    item = plain[0]
+    assert item["mismatch"] and torch.equal(item["gt"], item["lq"]) and item["instruction"].shape == (3, 64, 64)
+    with pytest.raises(ValueError):
+        SyntheticDegradationDataset(files, ["noise"], p_mismatch=2.0)
