@@ -68,6 +68,7 @@ def _demo(args) -> int:
     from visual_grounds import GroundPool, make_grid, save_png
 
     out = Path(args.output)
+    model = None if args.no_restore else _demo_model(args.model)  # fail before the galleries, not after
     clean = load_image(sample_path("clean"))
     rows, labels = [], []
     for name in D.names():
@@ -86,7 +87,47 @@ def _demo(args) -> int:
     p4 = save_png(make_grid([sample, inst.image, clean], ["input (rain+noise)", "instruction", "clean"], tile_height=384), out / "sample.png")
     for p in (p1, p2, p3, p4):
         print(p)
+    if not args.no_restore:
+        print(_demo_restore(sample, clean, out / "restored.png", model, args.seed))
     return 0
+
+
+def _demo_model(model):
+    """The model the demo restores with: ``model`` if given (it must exist), else defusion-small, else the preview."""
+    from .weights import available, resolve
+
+    if model is not None:
+        folder = resolve(model)
+        if not (Path(folder) / "model_index.json").is_file():
+            raise FileNotFoundError(f"{model} is not a DefusionPipeline folder nor a shipped model {available()}")
+        return model
+    shipped = [n for n in available() if n.startswith("defusion-small")]
+    if not shipped:
+        raise FileNotFoundError("no Defusion model is shipped with this install (defusion.weights.available() is empty)")
+    return "defusion-small" if "defusion-small" in shipped else shipped[0]
+
+
+def _demo_restore(sample, clean, path, model, seed):
+    """Restore the bundled sample blind and instructed with a shipped model; write input | ... | clean."""
+    import torch
+
+    from .metrics import psnr
+    from .pipelines import DefusionPipeline
+    from visual_grounds import make_grid, save_png
+
+    pipe = DefusionPipeline.from_pretrained(model, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    tiles, labels = [sample], [f"input (rain+noise) {psnr(sample, clean, None):.2f} dB"]
+    blind = pipe(sample, instruction="auto", generator=torch.Generator().manual_seed(seed), output_type="np",
+                 instruction_seed=seed)  # fmt: skip
+    detected = "+".join(d[0] for d in blind.detected[0]) if blind.detected and blind.detected[0] else None
+    told = pipe(sample, instruction="rain+noise", generator=torch.Generator().manual_seed(seed), output_type="np",
+                instruction_seed=seed)  # fmt: skip
+    tiles += [blind.images[0], pipe.make_instruction("rain+noise", seed=seed).image, told.images[0], clean]
+    labels += [f"blind ({detected or 'nothing'} detected) {psnr(blind.images[0], clean, None):.2f} dB",
+               "instruction: rain+noise", f"instructed {psnr(told.images[0], clean, None):.2f} dB", "clean"]  # fmt: skip
+    print(f"restored.png: {model}; " + "; ".join(labels[:2] + labels[3:4]))
+    return save_png(make_grid(tiles, labels, cols=5, tile_height=384), path)
 
 
 def _eval(args) -> int:
@@ -193,10 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--compare", default=None, metavar="PNG", help="also write input | instruction | output")
     pr.set_defaults(fn=_restore)
 
-    pm = sub.add_parser("demo", help="degrade the bundled sample and write instruction galleries")
+    pm = sub.add_parser("demo", help="restore the bundled sample with the shipped model; instruction galleries")
     pm.add_argument("-o", "--output", default="outputs/demo")
     pm.add_argument("--severity", type=float, default=0.6)
     pm.add_argument("--seed", type=int, default=0)
+    pm.add_argument("--model", default=None, help="shipped model or folder for restored.png (default: defusion-small, "
+                    "else the shipped preview)")
+    pm.add_argument("--no-restore", action="store_true", help="only the instruction galleries")
     pm.set_defaults(fn=_demo)
     return p
 

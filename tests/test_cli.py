@@ -44,10 +44,23 @@ def test_console_script_entry_point(tmp_path):
     assert r.returncode == 0 and "rain" in r.stdout.split()
 
 
-def test_demo_writes_the_readme_outputs(tmp_path):
+def test_demo_writes_the_readme_outputs(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
-    for name in ["sample.png", "degradations.png", "mixed_instructions.png", "grounds.png"]:
+    for name in ["sample.png", "degradations.png", "mixed_instructions.png", "grounds.png", "restored.png"]:
         assert (tmp_path / name).stat().st_size > 10_000, name
+    from defusion.weights import available
+
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("restored.png:"))
+    assert line.split()[1].rstrip(";") in available() and "blind" in line and "instructed" in line
+    from PIL import Image
+
+    assert Image.open(tmp_path / "restored.png").size[0] > 4 * Image.open(tmp_path / "sample.png").size[0] / 3
+
+
+def test_demo_with_a_model_that_is_not_shipped(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path), "--model", "defusion-nonexistent"]) != 0
+    assert "not shipped" in capsys.readouterr().err
+    assert not (tmp_path / "sample.png").exists()  # it fails before writing anything
 
 
 def test_eval_command(tmp_path, capsys):
