@@ -89,6 +89,9 @@ def parse_args(input_args=None):
     p.add_argument("--instruction_dropout", type=float, default=0.1, help="share of samples trained with no instruction")
     p.add_argument("--timestep_sampling", default="uniform", choices=["uniform", "inference"],
                    help="uniform over all training timesteps, or only the 4-step DDIM inference timesteps")  # fmt: skip
+    p.add_argument("--p_first_step", type=float, default=None,
+                   help="with --timestep_sampling inference: probability of the first (pure-noise) timestep, whose "
+                        "prediction must come from the LQ image alone; default: uniform over the steps")
     p.add_argument("--num_inference_steps", type=int, default=4)
     p.add_argument("--train_batch_size", type=int, default=8)
     p.add_argument("--max_train_steps", type=int, default=10000)
@@ -127,6 +130,8 @@ def parse_args(input_args=None):
         p.error("--instruction_bank works with --clean_dirs only")
     if not 0.0 <= args.p_mismatch <= 1.0:
         p.error("--p_mismatch must be in [0, 1]")
+    if args.p_first_step is not None and (args.timestep_sampling != "inference" or not 0.0 <= args.p_first_step <= 1.0):
+        p.error("--p_first_step needs --timestep_sampling inference and a value in [0, 1]")
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
     return args
@@ -339,6 +344,10 @@ def main(args):
     inference_t = make_scheduler(args.prediction_type)
     inference_t.set_timesteps(args.num_inference_steps)
     inference_t = inference_t.timesteps.to(accelerator.device)
+    step_probs = torch.full((len(inference_t),), 1.0 / len(inference_t), device=accelerator.device)
+    if args.p_first_step is not None and len(inference_t) > 1:  # timesteps are in descending order: [0] is the first
+        step_probs.fill_((1 - args.p_first_step) / (len(inference_t) - 1))
+        step_probs[0] = args.p_first_step
     unwrapped = accelerator.unwrap_model(module)
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="defusion")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
@@ -369,7 +378,7 @@ def main(args):
                 y0 = clean_signal(x_lq, x_hq, args.diffusion_space).float()
                 noise = torch.randn_like(y0)
                 if args.timestep_sampling == "inference":
-                    t = inference_t[torch.randint(0, len(inference_t), (b,), device=y0.device)]
+                    t = inference_t[torch.multinomial(step_probs, b, replacement=True)]
                 else:
                     t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), device=y0.device)
                 y_t = scheduler.add_noise(y0, noise, t)
