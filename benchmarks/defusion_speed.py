@@ -31,7 +31,8 @@ text = torch.zeros(1, 1, pipe.unet.config.cross_attention_dim)
 tok = pipe.adapter(torch.zeros(1, pipe.tokenizer.num_tokens, pipe.tokenizer.token_dim))
 def fwd():
     with torch.no_grad():
-        return pipe.unet(x, 999, (text, [tok]), bridge_features=pipe.bridge(x)).sample
+        return pipe.unet(x, 999, (text, [tok]), bridge_features=pipe.bridge(x),
+                              modulate_skip=pipe.bridge.config.modulate_skip).sample
 fwd()
 with FlopCounterMode(display=False) as fc:
     fwd()

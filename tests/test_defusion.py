@@ -271,3 +271,26 @@ def test_text_instruction_path(tiny_clip, tmp_path):
     plain = DefusionPipeline.from_preset("tiny")
     with pytest.raises(ValueError, match="text_encoder"):
         run(plain, img, prompt="remove rain")
+
+
+def test_modulate_skip_flag(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    unet = DefusionUNet.from_preset("tiny")
+    bridge = ImageRestorationBridge.for_unet(unet)
+    assert bridge.config.modulate_skip is True  # new bridges: level 0 modulated before its skip
+    for h in bridge.heads:
+        torch.nn.init.normal_(h.weight, std=0.1)
+    x, lq, enc = torch.randn(1, 3, 16, 16), torch.randn(1, 3, 16, 16), torch.randn(1, 2, 8)
+    with torch.no_grad():
+        feats = bridge(lq)
+        early = unet(x, 5, enc, bridge_features=feats, modulate_skip=True).sample
+        late = unet(x, 5, enc, bridge_features=feats, modulate_skip=False).sample
+    assert not torch.allclose(early, late)
+    # a bridge config saved before the option existed loads as False (how those checkpoints were trained)
+    bridge.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.pop("modulate_skip")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert ImageRestorationBridge.from_pretrained(tmp_path).config.modulate_skip is False

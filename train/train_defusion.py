@@ -147,7 +147,8 @@ class DefusionTrainingModule(nn.Module):
 
     def forward(self, x_lq, y_t, t, tokens, text):
         feats = self.bridge(x_lq)
-        return self.unet(y_t, t, (text, [self.adapter(tokens)]), bridge_features=feats).sample
+        return self.unet(y_t, t, (text, [self.adapter(tokens)]), bridge_features=feats,
+                         modulate_skip=self.bridge.config.modulate_skip).sample
 
 
 def parse_kinds(args) -> tuple[list[str], list[float] | None]:

@@ -35,6 +35,9 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
     unet_channels: channels at the input of each U-Net down block (``DefusionUNet.encoder_channels``).
     norm_num_groups: groups of the bridge's GroupNorms.
     patch_size: the U-Net's pixel-unshuffle factor (level 0 is at 1 / patch_size of the image).
+    modulate_skip: the U-Net takes its level-0 skip after the modulation (True, what ``for_unet`` builds: the LQ
+        image also reaches the last decoder block) or before it (False: how checkpoints trained before this
+        option existed, such as ``defusion-small-preview``, were trained; a config without the key loads as False).
     """
 
     _supports_gradient_checkpointing = False
@@ -47,6 +50,7 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
         unet_channels: Sequence[int] = (32, 32, 64, 128),
         norm_num_groups: int = 8,
         patch_size: int = 1,
+        modulate_skip: bool = False,
     ):
         super().__init__()
         if len(feature_channels) != len(unet_channels):
@@ -73,7 +77,8 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
 
         p = patch_size_for(unet.config.in_channels, unet.config.out_channels)
         cin = IMAGE_CHANNELS if p > 1 else unet.config.in_channels
-        return cls(in_channels=cin, feature_channels=fc, unet_channels=unet_ch, norm_num_groups=groups, patch_size=p)
+        return cls(in_channels=cin, feature_channels=fc, unet_channels=unet_ch, norm_num_groups=groups, patch_size=p,
+                   modulate_skip=True)  # fmt: skip
 
     @classmethod
     def from_preset(cls, name: str) -> "ImageRestorationBridge":

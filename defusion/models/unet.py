@@ -7,8 +7,9 @@ AdaLN-Zero at the input of each ``down_blocks[i]``:
 
     h <- h + gate * (GroupNorm(h) * (1 + scale) + shift)        (GroupNorm without affine parameters)
 
-Level 0 is modulated right after ``conv_in`` and before its skip connection is taken, so the low-quality image
-also reaches the last decoder block through that skip. This matters for pixel-exact degradations such as noise:
+With ``modulate_skip=True`` (the bridge's config says which) level 0 is modulated right after ``conv_in`` and
+before its skip connection is taken, so the low-quality image also reaches the last decoder block through that
+skip; with False the skip is taken first (how older checkpoints were trained). This matters for pixel-exact degradations such as noise:
 with the skip taken before the modulation, a small U-Net trained from scratch stayed at the "predict zero"
 solution for noise much longer (measured with a 150-step noise-only regression on 64 px crops).
 
@@ -118,6 +119,7 @@ class DefusionUNet(UNet2DConditionModel):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states,
         bridge_features: list | None = None,
+        modulate_skip: bool = True,
         cross_attention_kwargs: dict | None = None,
         return_dict: bool = True,
         **unsupported,
@@ -128,6 +130,7 @@ class DefusionUNet(UNet2DConditionModel):
         encoder_hidden_states: text embeddings (B, L, D), or the tuple ``(text, [tokens])`` for the adapter.
         bridge_features: None, or one ``(scale, shift, gate)`` triple per down block, each shaped like that
             block's input (``ImageRestorationBridge`` output).
+        modulate_skip: take the level-0 skip after the modulation (pass ``bridge.config.modulate_skip``).
         """
         if unsupported:
             raise TypeError(f"DefusionUNet.forward does not take {sorted(unsupported)}")
@@ -154,11 +157,12 @@ class DefusionUNet(UNet2DConditionModel):
         # 2. encoder, with AdaLN-Zero at the input of each block
         sample = self.conv_in(sample)
         groups, eps = self.config.norm_num_groups, self.config.norm_eps
-        if bridge_features is not None:  # level 0 is modulated before its skip is taken: the shortest LQ path
+        early = bridge_features is not None and modulate_skip
+        if early:  # level 0 is modulated before its skip is taken: the shortest LQ path
             sample = adaln_zero(sample, bridge_features[0], groups, eps)
         skips = (sample,)
         for i, block in enumerate(self.down_blocks):
-            if bridge_features is not None and i > 0:
+            if bridge_features is not None and not (early and i == 0):
                 sample = adaln_zero(sample, bridge_features[i], groups, eps)
             if getattr(block, "has_cross_attention", False):
                 sample, res = block(

@@ -285,7 +285,8 @@ class DefusionPipeline(DiffusionPipeline):
                 def denoise(tiles):
                     lq_t, y_t = tiles
                     feats = self.bridge(lq_t)
-                    out = self.unet(self.scheduler.scale_model_input(y_t, t), t, cond, bridge_features=feats).sample
+                    out = self.unet(self.scheduler.scale_model_input(y_t, t), t, cond, bridge_features=feats,
+                                    modulate_skip=self.bridge.config.modulate_skip).sample
                     bar.update(1)
                     return out
 
