@@ -7,7 +7,7 @@
 # per sample costs more than the training step on a CPU). Never a test set.
 # Resumable: rerun the same command with --resume_from_checkpoint latest (checkpoints every 500 steps).
 # Usage: bash train/configs/defusion_small_cpu.sh OUTPUT_DIR [DATA_ROOT] [extra flags]
-# The run behind the shipped weights (2026-11-22, 2 cores): steps 1-2000 with these flags and
+# The run of 2026-11-22 (2 cores; not shipped, it does not beat the preview overall): steps 1-2000 with these flags and
 # --max_train_minutes 100 (stopped by hand at step 2090), then resumed from checkpoint-2000 with
 # --resume_from_checkpoint latest --p_first_step 0.5 --max_train_minutes 57: the first (pure-noise) DDIM step
 # carries the whole LQ-to-degradation mapping, and at a uniform 1/4 share noise was not learned by step 2000.
