@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "train"))
-from train_defusion import main, parse_args  # noqa: E402
+from train_defusion import inference_step_probs, main, parse_args  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,12 @@ def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
         parse_args([*base(clean_dir, tmp_path, 1, "--p_first_step", "0.5"), "--timestep_sampling", "uniform"])
     with pytest.raises(ValueError, match="not in --kinds"):
         main(parse_args(base(clean_dir, tmp_path, 1, "--val_holdout", "0", "--kind_weights", "rain=2")))
+
+
+def test_inference_step_probs():
+    import torch
+
+    torch.testing.assert_close(inference_step_probs(4), torch.full((4,), 0.25))
+    probs = inference_step_probs(4, 0.5)
+    torch.testing.assert_close(probs, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6]))
+    assert inference_step_probs(1, 0.3).tolist() == [1.0]

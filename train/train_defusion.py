@@ -137,6 +137,16 @@ def parse_args(input_args=None):
     return args
 
 
+def inference_step_probs(n: int, p_first: float | None = None) -> torch.Tensor:
+    """Sampling probabilities over the n inference timesteps (descending, so [0] is the pure-noise first step):
+    uniform, or ``p_first`` on the first step and the rest shared equally by the others."""
+    probs = torch.full((n,), 1.0 / n)
+    if p_first is not None and n > 1:
+        probs.fill_((1 - p_first) / (n - 1))
+        probs[0] = p_first
+    return probs
+
+
 class DefusionTrainingModule(nn.Module):
     """unet + bridge + adapter in one module, so DDP sees every trained parameter in one forward."""
 
@@ -345,10 +355,7 @@ def main(args):
     inference_t = make_scheduler(args.prediction_type)
     inference_t.set_timesteps(args.num_inference_steps)
     inference_t = inference_t.timesteps.to(accelerator.device)
-    step_probs = torch.full((len(inference_t),), 1.0 / len(inference_t), device=accelerator.device)
-    if args.p_first_step is not None and len(inference_t) > 1:  # timesteps are in descending order: [0] is the first
-        step_probs.fill_((1 - args.p_first_step) / (len(inference_t) - 1))
-        step_probs[0] = args.p_first_step
+    step_probs = inference_step_probs(len(inference_t), args.p_first_step).to(accelerator.device)
     unwrapped = accelerator.unwrap_model(module)
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="defusion")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None

@@ -9,9 +9,9 @@ AdaLN-Zero at the input of each ``down_blocks[i]``:
 
 With ``modulate_skip=True`` (the bridge's config says which) level 0 is modulated right after ``conv_in`` and
 before its skip connection is taken, so the low-quality image also reaches the last decoder block through that
-skip; with False the skip is taken first (how older checkpoints were trained). This matters for pixel-exact degradations such as noise:
-with the skip taken before the modulation, a small U-Net trained from scratch stayed at the "predict zero"
-solution for noise much longer (measured with a 150-step noise-only regression on 64 px crops).
+skip; with False the skip is taken first (how older checkpoints were trained). In a 150-step noise-only
+regression on 64 px crops (small preset, from scratch, lr 1e-3) the loss relative to predicting zero fell to
+0.71 with True and 0.85 with False.
 
 The heads that produce the triples (zero-initialised, so a pretrained U-Net starts unchanged) live in the
 bridge component. The degradation tokens reach the cross-attention layers as the second element of
