@@ -294,3 +294,24 @@ def test_modulate_skip_flag(tmp_path):
     cfg.pop("modulate_skip")
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert ImageRestorationBridge.from_pretrained(tmp_path).config.modulate_skip is False
+
+
+def test_bridge_res_blocks_round_trip_and_old_layout(tmp_path):
+    torch.manual_seed(0)
+    unet = DefusionUNet.from_preset("tiny")
+    one = ImageRestorationBridge.for_unet(unet)
+    deep = ImageRestorationBridge.for_unet(unet, feature_channels=[16, 8], num_res_blocks=3)
+    # one block per level keeps the pre-option key layout (blocks.<level>.block...), so old checkpoints load
+    assert "blocks.0.block.2.weight" in one.state_dict()
+    per_block = sum(p.numel() for p in one.blocks[1].parameters())
+    level1 = sum(p.numel() for p in deep.blocks[1].parameters())
+    assert level1 == 3 * per_block
+    deep.save_pretrained(tmp_path)
+    back = ImageRestorationBridge.from_pretrained(tmp_path)
+    assert back.config.num_res_blocks == 3 and list(back.config.feature_channels) == [16, 8]
+    lq = torch.randn(1, 3, 16, 16)
+    for (s, sh, g), (s2, sh2, g2) in zip(deep(lq), back(lq)):
+        assert s.shape[1] == unet.encoder_channels[0] or s.shape[1] == unet.encoder_channels[1]
+        assert torch.equal(s, s2) and torch.equal(g, g2)
+    with pytest.raises(ValueError, match="num_res_blocks"):
+        ImageRestorationBridge.for_unet(unet, num_res_blocks=0)

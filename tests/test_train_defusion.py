@@ -100,7 +100,8 @@ def test_hf_imagefolder_and_paired_sources(tmp_path, photo):
 
 def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
     extra = ["--val_holdout", "0", "--checkpointing_steps", "3", "--kinds", "noise,rain,haze", "--kind_weights", "noise=3",
-             "--instruction_bank", "8", "--p_mismatch", "0.5", "--ground_cache", "4", "--p_first_step", "0.7"]  # fmt: skip
+             "--instruction_bank", "8", "--p_mismatch", "0.5", "--ground_cache", "4", "--p_first_step", "0.7",
+             "--bridge_blocks", "2", "--bridge_width0", "16"]  # fmt: skip
     hist = main(parse_args(base(clean_dir, tmp_path, 3, *extra)))
     bank_dir = tmp_path / "instruction_bank"
     assert (bank_dir / "tokens.safetensors").is_file() and len(hist) == 3
@@ -108,6 +109,8 @@ def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
     resumed = main(parse_args(base(clean_dir, tmp_path, 5, *extra, "--resume_from_checkpoint", "latest")))
     assert [h["step"] for h in resumed] == [4, 5]
     assert (bank_dir / "tokens.safetensors").read_bytes() == before  # the resumed run reuses the saved bank
+    bridge_cfg = json.loads((tmp_path / "pipeline" / "bridge" / "config.json").read_text())
+    assert bridge_cfg["num_res_blocks"] == 2 and bridge_cfg["feature_channels"][0] == 16
 
 
 def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
@@ -115,6 +118,8 @@ def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
         parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "none"))
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 1, "--p_mismatch", "1.5"))
+    with pytest.raises(SystemExit):
+        parse_args(base(clean_dir, tmp_path, 1, "--bridge_blocks", "0"))
     with pytest.raises(SystemExit):
         parse_args([*base(clean_dir, tmp_path, 1, "--p_first_step", "0.5"), "--timestep_sampling", "uniform"])
     with pytest.raises(ValueError, match="not in --kinds"):

@@ -60,6 +60,8 @@ def parse_args(input_args=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--pretrained_pipeline", default=None, help="start from a saved DefusionPipeline folder")
+    p.add_argument("--bridge_blocks", type=int, default=1, help="residual blocks per level of a fresh bridge")
+    p.add_argument("--bridge_width0", type=int, default=0, help="level-0 width of a fresh bridge (0: the U-Net's)")
     p.add_argument("--tokenizer", default=None, help="trained DegradationTokenizer folder (frozen); required except for tiny")
     p.add_argument("--output_dir", default="runs/defusion")
     p.add_argument("--seed", type=int, default=0)
@@ -130,6 +132,8 @@ def parse_args(input_args=None):
         p.error("--instruction_bank works with --clean_dirs only")
     if not 0.0 <= args.p_mismatch <= 1.0:
         p.error("--p_mismatch must be in [0, 1]")
+    if args.bridge_blocks < 1 or args.bridge_width0 < 0:
+        p.error("--bridge_blocks must be >= 1 and --bridge_width0 >= 0")
     if args.p_first_step is not None and (args.timestep_sampling != "inference" or not 0.0 <= args.p_first_step <= 1.0):
         p.error("--p_first_step needs --timestep_sampling inference and a value in [0, 1]")
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
@@ -259,7 +263,8 @@ def main(args):
     else:
         unet = DefusionUNet.from_preset(args.preset)
         tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else DegradationTokenizer.from_preset(args.preset)
-        bridge = ImageRestorationBridge.for_unet(unet)
+        fc = [args.bridge_width0] + unet.encoder_channels[1:] if args.bridge_width0 else None
+        bridge = ImageRestorationBridge.for_unet(unet, feature_channels=fc, num_res_blocks=args.bridge_blocks)
         adapter = VisualInstructionAdapter.from_unet(unet, token_dim=tokenizer.token_dim)
     if args.tokenizer and args.pretrained_pipeline:
         tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer)

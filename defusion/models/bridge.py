@@ -51,6 +51,7 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
         norm_num_groups: int = 8,
         patch_size: int = 1,
         modulate_skip: bool = False,
+        num_res_blocks: int = 1,
     ):
         super().__init__()
         if len(feature_channels) != len(unet_channels):
@@ -61,14 +62,23 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
         self.downs = nn.ModuleList(
             [nn.Identity()] + [nn.Conv2d(fc[i - 1], fc[i], 3, stride=2, padding=1) for i in range(1, len(fc))]
         )
-        self.blocks = nn.ModuleList([_ResBlock(c, norm_num_groups) for c in fc])
+        if num_res_blocks < 1:
+            raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
+        # one block per level stays a bare _ResBlock, so checkpoints saved before this option load unchanged
+        self.blocks = nn.ModuleList(
+            [_ResBlock(c, norm_num_groups) if num_res_blocks == 1
+             else nn.Sequential(*[_ResBlock(c, norm_num_groups) for _ in range(num_res_blocks)]) for c in fc]
+        )  # fmt: skip
         self.heads = nn.ModuleList([nn.Conv2d(c, 3 * u, 1) for c, u in zip(fc, unet_channels)])
         for h in self.heads:  # AdaLN-Zero: scale = shift = gate = 0 at init
             nn.init.zeros_(h.weight)
             nn.init.zeros_(h.bias)
 
     @classmethod
-    def for_unet(cls, unet, feature_channels: Sequence[int] | None = None, norm_num_groups: int | None = None):
+    def for_unet(
+        cls, unet, feature_channels: Sequence[int] | None = None, norm_num_groups: int | None = None,
+        num_res_blocks: int = 1,
+    ):
         """A bridge whose levels match ``unet``'s encoder (``DefusionUNet.encoder_channels``)."""
         unet_ch = [unet.config.block_out_channels[0]] + list(unet.config.block_out_channels[:-1])
         fc = list(feature_channels or unet_ch)
@@ -78,7 +88,7 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
         p = patch_size_for(unet.config.in_channels, unet.config.out_channels)
         cin = IMAGE_CHANNELS if p > 1 else unet.config.in_channels
         return cls(in_channels=cin, feature_channels=fc, unet_channels=unet_ch, norm_num_groups=groups, patch_size=p,
-                   modulate_skip=True)  # fmt: skip
+                   modulate_skip=True, num_res_blocks=num_res_blocks)  # fmt: skip
 
     @classmethod
     def from_preset(cls, name: str) -> "ImageRestorationBridge":
