@@ -8,7 +8,7 @@ optimiser, L1 loss. Reported: held-out PSNR per kind on the last 8 BSD400 images
 and CPU latency of the whole pipeline call at 256 and 512 px (median of 3, this machine's threads; perception
 modules included: DINOv2, the identifier, SLIC regions) as ratios to the fastest, with the peak resident memory
 of that measuring process. Perceive-IR and ClearAIR use the offline perception fallbacks (tiny random DINOv2,
-SLIC) and the identifier in ``--identifier`` (default: the preview checkpoint's). ``--reuse`` keeps models
+SLIC) and the identifier in ``--identifier`` (default: the shipped defusion-small's). ``--reuse`` keeps models
 already trained in ``--out`` (with their recorded training minutes) and re-measures every latency in this run.
 """
 
@@ -29,7 +29,7 @@ from defusion.pipelines import RESTORERS, RestorerPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["restormer", "promptir", "dfpir", "perceive_ir", "clearair"]
-IDENTIFIER = ROOT / "defusion" / "weights" / "defusion-small-preview" / "identifier"
+IDENTIFIER = ROOT / "defusion" / "weights" / "defusion-small" / "identifier"
 
 
 def measure(pipe_dir: str, size: int) -> dict:

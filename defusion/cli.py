@@ -93,7 +93,7 @@ def _demo(args) -> int:
 
 
 def _demo_model(model):
-    """The model the demo restores with: ``model`` if given (it must exist), else defusion-small, else the preview."""
+    """The model the demo restores with: ``model`` if given (it must exist), else defusion-small, else any shipped defusion-small* model."""
     from .weights import available, resolve
 
     if model is not None:
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--severity", type=float, default=0.6)
     pm.add_argument("--seed", type=int, default=0)
     pm.add_argument("--model", default=None, help="shipped model or folder for restored.png (default: defusion-small, "
-                    "else the shipped preview)")
+                    "else another shipped defusion-small* model)")
     pm.add_argument("--no-restore", action="store_true", help="only the instruction galleries")
     pm.set_defaults(fn=_demo)
     return p

@@ -103,15 +103,21 @@ def test_shipped_weights_resolve_by_name(tmp_path, capsys):
     from defusion.images import save_image
     from defusion.weights import available, resolve
 
-    assert "defusion-small-preview" in available()
+    assert "defusion-small" in available()
+    from defusion.weights import WEIGHTS
+
+    total = sum(f.stat().st_size for f in WEIGHTS.rglob("*") if f.is_file())
+    assert total < 60e6, f"shipped weights are {total / 1e6:.1f} MB; the budget is 60 MB"
     assert resolve(str(tmp_path)) == str(tmp_path) and resolve("org/some-hub-model") == "org/some-hub-model"
     with pytest.raises(FileNotFoundError, match="not shipped"):
         resolve("defusion-huge")
-    pipe = DefusionPipeline.from_pretrained("defusion-small-preview", dtype=torch.float32)
+    pipe = DefusionPipeline.from_pretrained("defusion-small", dtype=torch.float32)
     assert pipe.identifier is not None and pipe.unet.config.in_channels == 12  # the small U-Net (2x2 pixel-unshuffle)
     save_image(np.random.default_rng(0).random((40, 48, 3)).astype(np.float32), tmp_path / "in.png")
-    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--model", "defusion-small-preview",
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--model", "defusion-small",
                  "--instruction", "noise"]) == 0  # fmt: skip
     assert Image.open(tmp_path / "o.png").size == (48, 40)
-    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png")]) == 2  # default not shipped yet
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png")]) == 0  # default: defusion-small
+    assert Image.open(tmp_path / "o2.png").size == (48, 40)
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o3.png"), "--model", "defusion-huge"]) == 2
     assert "not shipped" in capsys.readouterr().err

@@ -58,7 +58,7 @@ class DefusionPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
-        (e.g. ``"defusion-small-preview"``)."""
+        (e.g. ``"defusion-small"``)."""
         return super().from_pretrained(resolve(pretrained_model_name_or_path), **kwargs)
 
     def __init__(

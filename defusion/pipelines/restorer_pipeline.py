@@ -52,7 +52,7 @@ class RestorerPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
-        (e.g. ``"defusion-small-preview"``)."""
+        (e.g. ``"defusion-small"``)."""
         return super().from_pretrained(resolve(pretrained_model_name_or_path), **kwargs)
 
     def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None, semantic_encoder=None,

@@ -1,6 +1,6 @@
 """Weights shipped inside the package, resolved by name in ``from_pretrained`` (offline, no download).
 
-    DefusionPipeline.from_pretrained("defusion-small-preview")
+    DefusionPipeline.from_pretrained("defusion-small")
 
 ``resolve(name_or_path)`` returns the folder of a shipped model when given its name, the argument unchanged when
 it is an existing path or does not look like one of our names (a hub id, say), and raises a clear error for a
