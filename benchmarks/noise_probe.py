@@ -55,7 +55,8 @@ def build(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", choices=["bridge", "direct", "cnn"], default="bridge",
-                    help="bridge: y_t is pure noise, LQ only via the bridge; direct: LQ fed as y_t; cnn: reference")  # fmt: skip
+                    help="bridge: y_t is pure noise, LQ only via the bridge; "
+                         "direct: LQ fed as y_t; cnn: reference")  # fmt: skip
     ap.add_argument("--preset", default="small")
     ap.add_argument("--bridge_blocks", type=int, default=1)
     ap.add_argument("--bridge_width0", type=int, default=0, help="bridge width at level 0 (0: the U-Net's)")

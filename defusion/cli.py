@@ -93,7 +93,8 @@ def _demo(args) -> int:
 
 
 def _demo_model(model):
-    """The model the demo restores with: ``model`` if given (it must exist), else defusion-small, else any shipped defusion-small* model."""
+    """The model the demo restores with: ``model`` if given (it must exist), else defusion-small, else another
+    shipped defusion-small* model."""
     from .weights import available, resolve
 
     if model is not None:

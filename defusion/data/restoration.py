@@ -111,7 +111,8 @@ class _RestorationBase(Dataset):
             ground = self.ground
             if self.ground_cache:  # draw from a fixed set of grounds: rendering them dominates the data cost
                 ground = cached_ground(self.ground, seed % self.ground_cache, self.instruction_size)
-            inst = VisualInstruction.from_spec(shown if shown is not None else spec, seed=seed, size=self.instruction_size, ground=ground)
+            inst = VisualInstruction.from_spec(shown if shown is not None else spec, seed=seed,
+                                               size=self.instruction_size, ground=ground)
             item["instruction"], item["null"] = to_tensor(inst.image), to_tensor(inst.null)
         return item
 

@@ -37,7 +37,9 @@ class ImageRestorationBridge(ModelMixin, ConfigMixin):
     patch_size: the U-Net's pixel-unshuffle factor (level 0 is at 1 / patch_size of the image).
     modulate_skip: the U-Net takes its level-0 skip after the modulation (True, what ``for_unet`` builds: the LQ
         image also reaches the last decoder block) or before it (False: how checkpoints trained before this
-        option existed, such as the 2026-11-22 ``defusion-small-preview``, were trained; a config without the key loads as False).
+        option existed, such as the 2026-11-22 ``defusion-small-preview``, were trained; a config without the key
+        loads as False).
+    num_res_blocks: residual blocks per level (T2I-Adapter uses 2; the shipped ``defusion-small`` uses 3).
     """
 
     _supports_gradient_checkpointing = False
