@@ -22,6 +22,22 @@ def test_sample_weights_change_frequencies():
         D.sample(0, ["noise", "noise"])
 
 
+def test_sample_severity_ranges():
+    # a (lo, hi) range for every kind, or per kind with a dict; kinds the dict does not name keep [0.1, 1]
+    sig = [D.sample(i, ["noise"], 1, 1.0, (0.4, 0.6)).sigma for i in range(50)]
+    assert min(sig) >= 20 and max(sig) <= 30 and max(sig) - min(sig) > 5
+    specs = [D.sample(i, ["jpeg", "noise"], 1, 1.0, {"compression": (0.8, 1.0)}) for i in range(200)]
+    q = [s.quality for s in specs if s.name == "jpeg"]
+    sig = [s.sigma for s in specs if s.name == "noise"]
+    assert q and max(q) <= 28 and sig and min(sig) < 15 and max(sig) > 35
+    assert D.sample(0, ["noise"], 1, 1.0, 0.5).sigma == 25.0
+    for bad in [(0.6, 0.4), (0.2, 1.5), (0.1, 0.2, 0.3), {"jpeg": "x"}]:
+        with pytest.raises(ValueError, match="severity"):
+            D.sample(0, ["jpeg"], 1, 1.0, bad)
+    with pytest.raises(ValueError, match="unknown"):
+        D.sample(0, ["jpeg"], 1, 1.0, {"fog_of_war": (0.1, 1.0)})
+
+
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
     torch.manual_seed(0)

@@ -113,6 +113,20 @@ def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
     assert bridge_cfg["num_res_blocks"] == 2 and bridge_cfg["feature_channels"][0] == 16
 
 
+def test_severity_ranges_reach_the_bank(clean_dir, tmp_path):
+    extra = ["--val_holdout", "0", "--kinds", "noise,jpeg", "--severity", "jpeg=0.8:1,noise=0.5",
+             "--instruction_bank", "12", "--ground_cache", "2"]  # fmt: skip
+    main(parse_args(base(clean_dir, tmp_path, 1, *extra)))
+    specs = json.loads((tmp_path / "instruction_bank" / "specs.json").read_text())
+    steps = [s for spec in specs for s in spec.get("steps", [spec])]
+    assert {s["name"] for s in steps} == {"noise", "jpeg"}
+    assert all(s["quality"] <= 28 for s in steps if s["name"] == "jpeg")
+    assert all(s["sigma"] == 25.0 for s in steps if s["name"] == "noise")
+    for bad in ["rain=0.2:0.5", "jpeg=0.9:0.1", "jpeg=a:b"]:
+        with pytest.raises(ValueError):
+            main(parse_args(base(clean_dir, tmp_path / "bad", 1, "--kinds", "noise,jpeg", "--severity", bad)))
+
+
 def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "none"))

@@ -71,6 +71,8 @@ def parse_args(input_args=None):
     p.add_argument("--repeats", nargs="*", type=int, default=None, help="repeat factor per dataset, in the order above")
     p.add_argument("--kinds", default="noise,rain,haze", help="registry names for the synthetic data")
     p.add_argument("--kind_weights", default=None, help="e.g. noise=4,jpeg=2: more frequent kinds (others 1)")
+    p.add_argument("--severity", default=None,
+                   help="per-kind severity ranges, e.g. jpeg=0.5:1 (quality 55..10); other kinds: uniform in [0.1, 1]")
     p.add_argument("--instruction_bank", type=int, default=0,
                    help="tokenize N instructions once (saved in output_dir) instead of one per sample (CPU speed)")
     p.add_argument("--p_mismatch", type=float, default=0.0,
@@ -180,10 +182,31 @@ def parse_kinds(args) -> tuple[list[str], list[float] | None]:
     return kinds, [weights[k] for k in kinds]
 
 
+def parse_severity(args) -> dict | None:
+    """--severity "jpeg=0.5:1,noise=0.2:0.8" -> {"jpeg": (0.5, 1.0), ...} for ``degradations.sample``."""
+    if not args.severity:
+        return None
+    kinds = set(parse_kinds(args)[0])
+    ranges = {}
+    for part in args.severity.split(","):
+        name, _, value = part.partition("=")
+        lo, sep, hi = value.partition(":")
+        name = D.get(name.strip()).name
+        if name not in kinds:
+            raise ValueError(f"--severity names {name!r}, which is not in --kinds {sorted(kinds)}")
+        try:
+            ranges[name] = (float(lo), float(hi)) if sep else float(lo)
+        except ValueError:
+            raise ValueError(f"--severity takes KIND=LO:HI or KIND=S, got {part!r}") from None
+        D.get(name).sample(np.random.default_rng(0), ranges[name])  # validates the range
+    return ranges
+
+
 def build_datasets(args, instruction_size: int, bank=None):
     kinds, weights = parse_kinds(args)
     common = dict(crop=args.resolution, instruction_size=instruction_size, ground=args.ground, seed=args.seed,
                   ground_cache=args.ground_cache)  # fmt: skip
+    severity = parse_severity(args)
     extra = dict(kind_weights=weights, p_mismatch=args.p_mismatch, bank_specs=bank.specs if bank is not None else None)
     train, val_files = [], []
     for i, d in enumerate(args.clean_dirs):
@@ -193,7 +216,7 @@ def build_datasets(args, instruction_size: int, bank=None):
                 raise ValueError(f"{d} has {len(files)} images, not more than --val_holdout {args.val_holdout}")
             files, val_files = files[: -args.val_holdout], files[-args.val_holdout :]
         train.append(SyntheticDegradationDataset(files, kinds, max_mix=args.max_mix, p_single=args.p_single, **common,
-                                                 **extra))  # fmt: skip
+                                                 severity=severity, **extra))  # fmt: skip
     for spec in args.paired:
         path, _, deg = spec.rpartition(":")
         if not path:
@@ -204,7 +227,8 @@ def build_datasets(args, instruction_size: int, bank=None):
 
         hf = datasets.load_dataset("imagefolder", data_dir=d, split="train")
         train.append(SyntheticDegradationDataset(hf, kinds, max_mix=args.max_mix, p_single=args.p_single, **common,
-                                                 kind_weights=weights, p_mismatch=args.p_mismatch))  # fmt: skip
+                                                 severity=severity, kind_weights=weights,
+                                                 p_mismatch=args.p_mismatch))  # fmt: skip
     train_ds = MixtureDataset(train, args.repeats)
     val_ds = None
     if val_files:
@@ -320,7 +344,7 @@ def main(args):
         if accelerator.is_main_process and not (bank_dir / "specs.json").is_file():
             kinds, weights = parse_kinds(args)
             InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
-                                  seed=args.seed, ground=args.ground, ground_cache=args.ground_cache or 256,
+                                  severity=parse_severity(args), seed=args.seed, ground=args.ground, ground_cache=args.ground_cache or 256,
                                   progress=True).save(bank_dir)  # fmt: skip
         accelerator.wait_for_everyone()
         bank = InstructionBank.load(bank_dir)

@@ -123,7 +123,8 @@ class SyntheticDegradationDataset(_RestorationBase):
     Args:
         source: a folder, a list of image paths, or a ``datasets.Dataset`` with an ``image`` column.
         kinds: registry names to draw from (default: all); ``max_mix`` / ``p_single`` control mixtures.
-        severity: fixed severity, or None for uniform in [0.1, 1].
+        severity: fixed severity, a ``(lo, hi)`` range, a dict of those per kind, or None for uniform in [0.1, 1]
+            (see ``degradations.sample``).
         crop: training/validation crop size; instruction_size: the tokenizer's input size.
         instruction: build the visual instruction for each item (False for restorers that do not use one).
         ground_cache: if > 0, grounds come from a fixed set of this many (cached per worker) instead of a fresh

@@ -32,7 +32,9 @@ from .weather import Haze, Rain, Raindrop, Snow
 def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severity=None, weights=None) -> Degradation:
     """A random degradation for training data: one kind (probability ``p_single``) or an ordered mixture
     of 2..``max_mix`` distinct kinds drawn from ``kinds`` (default: every registered name). ``weights`` (one
-    positive number per kind) makes some kinds more frequent; None draws them uniformly."""
+    positive number per kind) makes some kinds more frequent; None draws them uniformly. ``severity`` is what
+    ``Degradation.sample`` takes (None, a number or a ``(lo, hi)`` range), or a dict from kind name to one of
+    those, for a per-kind range (kinds it does not name: None)."""
     rng = as_rng(rng)
     pool = [get(k) for k in (kinds or names())]
     if not pool:
@@ -47,7 +49,11 @@ def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severi
         p = w / w.sum()
     k = 1 if (rng.random() < p_single or len(pool) == 1) else int(rng.integers(2, min(max_mix, len(pool)) + 1))
     idx = rng.choice(len(pool), size=k, replace=False, p=p)
-    steps = [pool[i].sample(rng, severity) for i in idx]
+    if isinstance(severity, dict):
+        per_kind = {get(k).name: v for k, v in severity.items()}
+        steps = [pool[i].sample(rng, per_kind.get(pool[i].name)) for i in idx]
+    else:
+        steps = [pool[i].sample(rng, severity) for i in idx]
     return steps[0] if k == 1 else Compose(steps)
 
 

@@ -83,9 +83,20 @@ class Degradation:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def sample(cls, rng=None, severity=None) -> "Degradation":
-        """Draw a spec at ``severity`` in [0, 1]; ``None`` draws the severity uniformly from [0.1, 1]."""
+        """Draw a spec at ``severity`` in [0, 1]; ``None`` draws the severity uniformly from [0.1, 1] and a
+        ``(lo, hi)`` pair uniformly from [lo, hi]."""
         rng = as_rng(rng)
-        s = float(rng.uniform(0.1, 1.0)) if severity is None else check_severity(severity)
+        if severity is None:
+            severity = (0.1, 1.0)
+        if isinstance(severity, (tuple, list)):
+            if len(severity) != 2:
+                raise ValueError(f"a severity range is a (lo, hi) pair, got {severity!r}")
+            lo, hi = check_severity(severity[0]), check_severity(severity[1])
+            if lo > hi:
+                raise ValueError(f"severity range ({lo}, {hi}) has lo > hi")
+            s = float(rng.uniform(lo, hi))
+        else:
+            s = check_severity(severity)
         return cls.from_severity(s, rng)
 
     @classmethod
