@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.set_defaults(fn=_degrade)
 
     pe = sub.add_parser("eval", help="evaluate a method on test tasks with explicit conventions")
-    pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list)")
+    pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list), a shipped model "
+                    "(defusion-small, blind) or a pipeline folder")
     pe.add_argument("--tasks", help="comma-separated SET:degradation names and/or presets (aio3, aio5, defusion8, mixed6, noise, jpeg)")
     pe.add_argument("--data-root", default="../shared/data", help="folder holding SET/gt (and SET/lq) folders")
     pe.add_argument("--out", default=None, help="output folder for CSV, JSON, markdown and galleries")

@@ -124,3 +124,5 @@ def test_saved_pipeline_folder_is_a_method(data_root, tmp_path):
     r = res["tasks"]["CBSD68:noise25"]
     assert r["count"] == 1 and np.isfinite(r["psnr"])
     assert load_method(str(tmp_path / "pipe")).num_parameters > 0
+    shipped = load_method("defusion-small")  # a shipped model by name
+    assert shipped.instruction == "auto" and shipped.pipe.identifier is not None

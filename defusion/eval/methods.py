@@ -61,14 +61,19 @@ class PipelineMethod:
 
 
 def load_method(name: str) -> MethodFn:
-    """A method by registered name, or a saved DefusionPipeline folder."""
+    """A method by registered name, a shipped model's name (``defusion-small``) or a saved DefusionPipeline folder."""
     if name in _METHODS:
         return _METHODS[name]()
     from pathlib import Path
 
+    from ..weights import available, resolve
+
+    if name in available():
+        name = str(resolve(name))
     if (Path(name) / "model_index.json").is_file():
         return PipelineMethod(name)
-    raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}, or a pipeline folder")
+    raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}, shipped: "
+                     f"{', '.join(available())}, or a pipeline folder")  # fmt: skip
 
 
 def estimate_noise_sigma(img: np.ndarray) -> float:
