@@ -140,6 +140,10 @@ def parse_args(input_args=None):
         p.error("--p_first_step needs --timestep_sampling inference and a value in [0, 1]")
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
+    try:
+        parse_severity(args)  # bad kinds or ranges fail here, before any model is built
+    except ValueError as e:
+        p.error(str(e))
     return args
 
 
