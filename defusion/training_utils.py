@@ -38,6 +38,17 @@ def step_of(checkpoint: Path) -> int:
     return int(Path(checkpoint).name.split("-")[-1])
 
 
+def require_batches(dataset, batch_size: int, num_processes: int = 1) -> None:
+    """Fail before training when ``drop_last`` would leave an epoch without a single batch (the step loop would
+    otherwise spin forever without taking a step)."""
+    need = batch_size * num_processes
+    if len(dataset) < need:
+        raise ValueError(
+            f"the training set has {len(dataset)} samples, fewer than one batch ({batch_size} per process x "
+            f"{num_processes} process(es)); add images, raise the repeats or lower --train_batch_size"
+        )
+
+
 def prune_checkpoints(output_dir, keep: int | None) -> None:
     """Delete the oldest checkpoints so that at most ``keep - 1`` remain before a new one is written."""
     if not keep:

@@ -13,6 +13,24 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def _cpu_quota() -> int | None:
+    """CPUs a container's cgroup allows (torch sizes its thread pool by the visible cores, which in a 2-CPU
+    container on a large host oversubscribes and slows every test many times over)."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def pytest_configure(config):
+    import torch
+
+    quota = _cpu_quota()
+    if quota is not None and torch.get_num_threads() > quota:
+        torch.set_num_threads(quota)
+
+
 @pytest.fixture(scope="session")
 def photo():
     """A 192 x 256 RGB crop of the bundled clean sample (float32 HWC in [0, 1])."""

@@ -101,3 +101,22 @@ def test_dataset_draws_from_the_bank_and_builds_mismatches(photo, tmp_path):
     assert item["mismatch"] and torch.equal(item["gt"], item["lq"]) and item["instruction"].shape == (3, 64, 64)
     with pytest.raises(ValueError):
         SyntheticDegradationDataset(files, ["noise"], p_mismatch=2.0)
+
+
+def test_mixture_repeats_draw_new_samples(photo, tmp_path):
+    """A dataset repeated r times per epoch gives r different crops/degradations of each image, reproducibly."""
+    from defusion.data import MixtureDataset
+    from defusion.images import save_image
+
+    files = [tmp_path / "0.png", tmp_path / "1.png"]
+    save_image(photo[:64, :64], files[0])
+    save_image(photo[64:128, 64:128], files[1])
+    ds = SyntheticDegradationDataset(files, ["noise", "rain", "haze"], crop=32)
+    mix = MixtureDataset([ds], repeats=[3])
+    assert len(mix) == 6
+    items = [mix[i] for i in range(len(mix))]
+    for i in range(2):  # repeats 0, 1, 2 of image i sit at i, 2 + i, 4 + i
+        lqs = [items[k * 2 + i]["lq"] for k in range(3)]
+        assert not torch.equal(lqs[0], lqs[1]) and not torch.equal(lqs[1], lqs[2])
+    again = MixtureDataset([SyntheticDegradationDataset(files, ["noise", "rain", "haze"], crop=32)], repeats=[3])
+    assert all(torch.equal(a["lq"], again[k]["lq"]) for k, a in enumerate(items))

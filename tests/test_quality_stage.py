@@ -34,6 +34,9 @@ def test_triplets_are_complete_and_cross_validated(triplets):
         for tier in ("low", "medium", "high"):
             assert (triplets / p["task"] / tier / f"{p['stem']}.png").is_file()
         assert p["medium_by_fold_model"] != p["fold"]  # never rendered by the model trained on it
+    # folds and specs follow the file name, not the folder: the same images split the same way on any machine
+    assert all(make_quality_triplets.fold_of(t, Path("/a") / f) == make_quality_triplets.fold_of(t, Path("/b/c") / f)
+               for t in ("noise", "haze") for f in ("0.png", "x.jpg"))  # fmt: skip
     sigmas = [p["spec"]["sigma"] for p in pairs if p["task"] == "noise"]  # one of 15 / 25 / 50, round-robin
     assert sigmas == [15, 25, 50, 15, 25, 50]
 

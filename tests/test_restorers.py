@@ -55,8 +55,9 @@ def test_save_load_round_trip(tmp_path):
     m = PromptIR.from_preset("tiny")
     m.save_pretrained(tmp_path / "m")
     back = PromptIR.from_preset("tiny").from_pretrained(tmp_path / "m")
-    x = torch.rand(1, 3, 16, 16)
-    assert torch.equal(m(x), back(x))
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), back.state_dict().values()))
+    x = torch.rand(1, 3, 16, 16)  # same weights; CPU kernels may still round the last bit differently between calls
+    torch.testing.assert_close(m(x), back(x), rtol=0, atol=1e-5)
 
 
 def test_dfpir_parameter_count_and_frozen_guidance():

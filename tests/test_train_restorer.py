@@ -56,6 +56,12 @@ def test_bad_arguments(tmp_path):
         parse_args(["--model", "swinir", "--output_dir", str(tmp_path), "--clean_dirs", "x"])
 
 
+def test_too_few_samples_for_one_batch_fail_instead_of_spinning(clean_dir, tmp_path):
+    # 4 training images of one kind cannot fill a batch of 8 with drop_last: a clear error, not an endless loop
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        main(parse_args(args(clean_dir, tmp_path, "restormer", 2, "--kinds", "noise", "--train_batch_size", "8")))
+
+
 def test_second_stage_from_a_saved_pipeline(clean_dir, tmp_path):
     main(parse_args(args(clean_dir, tmp_path / "a", "dfpir", 1)))
     hist = main(parse_args(args(clean_dir, tmp_path / "b", "dfpir", 1, "--pretrained_pipeline", str(tmp_path / "a" / "pipeline"),

@@ -7,7 +7,8 @@
 1. Every (task, clean image) pair is degraded once, deterministically: noise gets one sigma of (15, 25, 50)
    assigned round-robin by index, other kinds a spec sampled at severity 0.5 from a seed derived from the pair.
    Written to ``out/<task>/low`` (degraded) and ``out/<task>/high`` (clean).
-2. Each pair goes to fold SHA1("task|path") mod 2.
+2. Each pair goes to fold SHA1("task|file name") mod 2. Folds, specs and noise seeds use the file name, not its
+   folder, so the same images give the same triplets on any machine.
 3. For each fold, ``train_restorer.py`` trains a deliberately mediocre restorer (default Restormer ``small``) on
    that fold's pairs (repeat factors ``--repeats``), which then renders the *other* fold's low-quality images at
    full resolution in 512 px tiles (overlap 32) into ``out/<task>/medium``.
@@ -56,13 +57,13 @@ def parse_args(argv=None):
 
 
 def fold_of(task: str, path: Path) -> int:
-    return int(hashlib.sha1(f"{task}|{path}".encode()).hexdigest(), 16) % 2
+    return int(hashlib.sha1(f"{task}|{path.name}".encode()).hexdigest(), 16) % 2
 
 
 def spec_for(task: str, path: Path, index: int):
     if task == "noise":
         return D.parse(f"noise{NOISE_SIGMAS[index % len(NOISE_SIGMAS)]}")
-    return D.parse(task, severity=0.5, rng=np.random.default_rng(zlib.crc32(f"{task}|{path}".encode())))
+    return D.parse(task, severity=0.5, rng=np.random.default_rng(zlib.crc32(f"{task}|{path.name}".encode())))
 
 
 def link(src: Path, dst: Path) -> None:
@@ -88,7 +89,7 @@ def main(args) -> dict:
             spec = spec_for(task, path, i)
             if not low.exists():
                 clean = load_image(path)
-                rng = np.random.default_rng(zlib.crc32(f"{task}|{path}|noise".encode()))
+                rng = np.random.default_rng(zlib.crc32(f"{task}|{path.name}|noise".encode()))
                 save_image(clean, high)
                 save_image(np.clip(spec.apply(clean, rng), 0, 1), low)
             fold = fold_of(task, path)

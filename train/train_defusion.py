@@ -45,6 +45,7 @@ from defusion.training_utils import (
     load_ema,
     loggable_config,
     prune_checkpoints,
+    require_batches,
     resolve_resume,
     save_ema,
     step_of,
@@ -314,7 +315,7 @@ def main(args):
 
     ema = None
     if args.use_ema:
-        ema = EMAModel(module.parameters(), decay=args.ema_decay)
+        ema = EMAModel(module.parameters(), decay=args.ema_decay, foreach=True)  # one fused update, not one per tensor
 
     def save_hook(models, weights, output_dir):
         if accelerator.is_main_process:
@@ -356,6 +357,7 @@ def main(args):
             raise ValueError(f"{bank_dir} holds tokens of shape {tuple(bank.tokens.shape[1:])}, not this tokenizer's")
     with accelerator.main_process_first():
         train_ds, val_ds = build_datasets(args, instruction_size=max(64, tokenizer.config.input_size), bank=bank)
+    require_batches(train_ds, args.train_batch_size, accelerator.num_processes)
     loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.dataloader_num_workers,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip

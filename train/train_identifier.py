@@ -28,7 +28,7 @@ from defusion import degradations as D
 from defusion.data import crop_pair, list_images
 from defusion.images import load_image
 from defusion.perception import DegradationIdentifier, identifier_loss
-from defusion.training_utils import prune_checkpoints, resolve_resume, step_of
+from defusion.training_utils import prune_checkpoints, require_batches, resolve_resume, step_of
 
 
 class IdentifierDataset(Dataset):
@@ -102,6 +102,7 @@ def main(args):
     model = DegradationIdentifier.from_preset(args.preset)
     kinds, crop = model.kinds, model.config.crop
     train_ds = IdentifierDataset(train_files, kinds, crop, args.seed, True)
+    require_batches(train_ds, args.train_batch_size, acc.num_processes)
     loader = DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
     val_loader = None

@@ -49,7 +49,15 @@ from defusion.losses import (ICRM_WEIGHT, DifficultyAdaptivePerceptualLoss, clip
 from defusion.perception import (Conditioner, DegradationIdentifier, DegradationPromptEncoder, QualityPerceiver,
                                  RegionMasks, SemanticEncoder, prompt_for)  # fmt: skip
 from defusion.pipelines import RESTORERS, RestorerPipeline
-from defusion.training_utils import load_ema, loggable_config, prune_checkpoints, resolve_resume, save_ema, step_of
+from defusion.training_utils import (
+    load_ema,
+    loggable_config,
+    prune_checkpoints,
+    require_batches,
+    resolve_resume,
+    save_ema,
+    step_of,
+)
 
 OPTIMISERS = {  # (optimiser, lr, weight decay, warm-up share of the steps)
     "promptir": ("adamw", 2e-4, 1e-2, 0.1),
@@ -249,6 +257,7 @@ def main(args):
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd) if kind == "adamw" else torch.optim.Adam(params, lr=lr)
     with acc.main_process_first():
         train_ds, val = build_data(args)
+    require_batches(train_ds, args.train_batch_size, acc.num_processes)
     loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.dataloader_num_workers,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip

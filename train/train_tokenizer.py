@@ -36,6 +36,7 @@ from defusion.models import DegradationTokenizer, PatchGANDiscriminator
 from defusion.training_utils import (
     loggable_config,
     prune_checkpoints,
+    require_batches,
     resolve_resume,
     step_of,
     tensor_to_image,
@@ -178,6 +179,7 @@ def main(args):
     with accelerator.main_process_first():
         train_ds = InstructionDataset(num_samples, size=size, margin=max(8, size // 7), train=True, seed=args.seed, p_clean=args.p_clean)
         val_ds = InstructionDataset(args.num_validation_images, size=size, margin=max(8, size // 7), train=False, seed=args.seed + 10_000, p_clean=0.0)
+    require_batches(train_ds, args.train_batch_size, accelerator.num_processes)
     loader = torch.utils.data.DataLoader(
         train_ds, batch_size=args.train_batch_size, shuffle=False, num_workers=args.dataloader_num_workers, drop_last=True
     )

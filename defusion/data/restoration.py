@@ -173,8 +173,9 @@ class SyntheticDegradationDataset(_RestorationBase):
         return to_float_image(item["image"], rgb=True)
 
     def __getitem__(self, index: int) -> dict:
+        # index >= len: repeat index // len of the same image, with its own crop and degradation (MixtureDataset)
         rng = self._rng(index)
-        (gt,) = crop_pair([self.clean(index)], self.crop, rng, self.train)
+        (gt,) = crop_pair([self.clean(index % len(self))], self.crop, rng, self.train)
         bank_index = None
         if self.bank_specs is not None:
             bank_index = int(rng.integers(len(self.bank_specs)))
@@ -241,8 +242,8 @@ class PairedFolderDataset(_RestorationBase):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
-        rng = self._rng(index)
-        lq_path, gt_path = self.pairs[index]
+        rng = self._rng(index)  # index >= len: a repeat of the same pair with its own crop (MixtureDataset)
+        lq_path, gt_path = self.pairs[index % len(self.pairs)]
         lq, gt = load_image(lq_path), load_image(gt_path)
         if lq.shape != gt.shape:
             raise ValueError(f"{lq_path.name} {lq.shape} and {gt_path.name} {gt.shape} differ in size")
@@ -253,14 +254,16 @@ class PairedFolderDataset(_RestorationBase):
 
 class MixtureDataset(Dataset):
     """Concatenate datasets, each repeated ``repeats[i]`` times per epoch (e.g. the PromptIR 3-task mixture
-    repeats BSD400 noise x3 and Rain100L x120 so the tasks are balanced)."""
+    repeats BSD400 noise x3 and Rain100L x120 so the tasks are balanced). Repeat r of item i is asked for as
+    index ``r * len + i``, so each repeat draws its own crop and degradation rather than the same sample again."""
 
     def __init__(self, datasets: Sequence[Dataset], repeats: Sequence[int] | None = None):
         repeats = list(repeats or [1] * len(datasets))
         if len(repeats) != len(datasets) or any(r < 1 for r in repeats):
             raise ValueError("repeats must give one positive integer per dataset")
         self.datasets = list(datasets)
-        self.index = [(d, i) for d, (ds, r) in enumerate(zip(datasets, repeats)) for _ in range(r) for i in range(len(ds))]
+        self.index = [(d, k * len(ds) + i) for d, (ds, r) in enumerate(zip(datasets, repeats))
+                      for k in range(r) for i in range(len(ds))]  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.index)
