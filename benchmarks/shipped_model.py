@@ -12,6 +12,9 @@ For every test set in ``--sets`` (CBSD68, Kodak24; evaluation only, never traine
   paper's claim is that a non-matching instruction leaves the image (nearly) alone;
 * the time to restore a 512 x 512 image (median of 5 after a warm-up, this machine's threads) and the peak
   resident memory of that process.
+
+``--self-ensemble`` restores the 8 rotations/flips of every image and averages them (8x the time); ``--no-latency``
+skips the 512 x 512 timing.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from defusion.eval.methods import PipelineMethod
 from defusion.weights import resolve
 
 
-def latency_512(model: str, steps: int) -> dict:
+def latency_512(model: str, steps: int, self_ensemble: bool = False) -> dict:
     import torch
 
     from defusion.assets import sample_path
@@ -46,7 +49,8 @@ def latency_512(model: str, steps: int) -> dict:
     if min(h, w) < 512:
         img = np.pad(img, ((0, max(0, 512 - h)), (0, max(0, 512 - w)), (0, 0)), mode="reflect")
     img = img[:512, :512]
-    kwargs = dict(instruction="auto" if pipe.identifier is not None else None, num_inference_steps=steps, output_type="np")
+    kwargs = dict(instruction="auto" if pipe.identifier is not None else None, num_inference_steps=steps, output_type="np",
+                  self_ensemble=self_ensemble)  # fmt: skip
     pipe(img, generator=torch.Generator().manual_seed(0), **kwargs)
     times = []
     for _ in range(5):
@@ -71,8 +75,10 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--baselines", default="nlm,bm3d", help="classical methods run on the noise tasks")
     p.add_argument("--out", default=None)
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 rotations/flips of every image")
+    p.add_argument("--no-latency", action="store_true", help="skip the 512 x 512 timing")
     args = p.parse_args(argv)
-    method = PipelineMethod(resolve(args.model), steps=args.steps)
+    method = PipelineMethod(resolve(args.model), steps=args.steps, self_ensemble=args.self_ensemble)
     rows = []
     for ds in args.sets.split(","):
         for kind in args.kinds.split(","):
@@ -92,17 +98,20 @@ def main(argv=None):
             rows.append(row)
             print(json.dumps(row), flush=True)
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import shipped_model as b; "
-            f"print(json.dumps(b.latency_512({str(args.model)!r}, {args.steps})))")  # fmt: skip
-    lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            f"print(json.dumps(b.latency_512({str(args.model)!r}, {args.steps}, {args.self_ensemble})))")  # fmt: skip
+    lat = None
+    if not args.no_latency:
+        lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
-    print(f"\n{args.model}, {args.steps} steps, first {args.limit or 'all'} images per set (PSNR dB)\n")
+    print(f"\n{args.model}, {args.steps} steps{', x8 self-ensemble' if args.self_ensemble else ''}, first {args.limit or 'all'} images per set (PSNR dB)\n")
     print("| task | n | input | blind | instructed | " + " | ".join(base) + " | mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")
     for r in rows:
         extra = " | ".join(f"{r[b]:.2f}" if b in r else "" for b in base)
         print(f"| {r['task']} | {r['count']} | {r['input_psnr']:.2f} | {r['blind']:.2f} | {r['instructed']:.2f} | {extra} | "
               f"{r['mismatched']:.2f} ({r['mismatched_instruction']}) |")
-    print(f"\n512 x 512 restore: {lat['seconds']:.2f} s median of 5 ({lat['threads']} threads), peak memory {lat['peak_mb']:.0f} MB")
+    if lat is not None:
+        print(f"\n512 x 512 restore: {lat['seconds']:.2f} s median of 5 ({lat['threads']} threads), peak memory {lat['peak_mb']:.0f} MB")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "results.json").write_text(json.dumps({"rows": rows, "latency_512": lat, "args": vars(args)}, indent=2))

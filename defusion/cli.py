@@ -174,7 +174,7 @@ def _restore(args) -> int:
     img = load_image(args.input)
     inst = None if args.instruction.lower() == "none" else args.instruction
     out = pipe(img, instruction=inst, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed),
-               output_type="np", tile_size=args.tile, instruction_seed=args.seed)  # fmt: skip
+               output_type="np", tile_size=args.tile, instruction_seed=args.seed, self_ensemble=args.self_ensemble)  # fmt: skip
     restored = out.images[0]
     print(f"instruction: {out.instructions[0]}" + (f" (detected: {out.detected[0]})" if out.detected else ""))
     print(save_image(restored, args.output))
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=4)
     pr.add_argument("--tile", type=int, default=512)
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--self-ensemble", action="store_true",
+                    help="average the restorations of the 8 rotations/flips (8x slower, usually a little better)")
     pr.add_argument("--compare", default=None, metavar="PNG", help="also write input | instruction | output")
     pr.set_defaults(fn=_restore)
 

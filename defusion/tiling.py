@@ -73,3 +73,17 @@ def tiled_apply(
             out[..., top : top + th, left : left + tw] += res.float() * wnd
             weight[top : top + th, left : left + tw] += wnd
     return (out / weight).to(inputs[0].dtype)
+
+
+def dihedral(x: torch.Tensor, mode: int) -> torch.Tensor:
+    """One of the 8 rotations/flips of a (..., H, W) tensor, as ``defusion.data.dihedral`` does for training crops
+    (mode 0 is the identity; modes 4-7 flip left-right before rotating)."""
+    if mode >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, mode % 4, dims=(-2, -1))
+
+
+def dihedral_inverse(x: torch.Tensor, mode: int) -> torch.Tensor:
+    """Undo ``dihedral(x, mode)``."""
+    x = torch.rot90(x, -(mode % 4), dims=(-2, -1))
+    return x.flip(-1) if mode >= 4 else x

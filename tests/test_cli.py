@@ -94,6 +94,9 @@ def test_restore_command(tmp_path, capsys):
     assert "rain+noise" in capsys.readouterr().out
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png"), "--model", str(tmp_path / "pipe")]) == 0
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o3.png"), "--model", str(tmp_path)]) == 2
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o4.png"), "--model", str(tmp_path / "pipe"),
+                 "--instruction", "rain+noise", "--self-ensemble"]) == 0  # fmt: skip
+    assert Image.open(tmp_path / "o4.png").size == (30, 24)
 
 
 def test_shipped_weights_resolve_by_name(tmp_path, capsys):

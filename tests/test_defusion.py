@@ -317,3 +317,21 @@ def test_bridge_res_blocks_round_trip_and_old_layout(tmp_path):
             assert a.shape == (1, ch, 16 >> level, 16 >> level) and torch.equal(a, b)
     with pytest.raises(ValueError, match="num_res_blocks"):
         ImageRestorationBridge.for_unet(unet, num_res_blocks=0)
+
+
+def test_self_ensemble_averages_the_eight_transforms(pipe):
+    from defusion.tiling import dihedral, dihedral_inverse
+
+    x = torch.from_numpy(rand_img(20, 28)).permute(2, 0, 1)
+    outs = {dihedral(x, k).numpy().tobytes() for k in range(8)}
+    assert len(outs) == 8  # all eight transforms differ
+    for k in range(8):
+        assert torch.equal(dihedral_inverse(dihedral(x, k), k), x)
+    kw = dict(output_type="pt")
+    manual = sum(dihedral_inverse(run(pipe, dihedral(x, k), **kw).images[0], k) for k in range(8)) / 8
+    ens = run(pipe, x, self_ensemble=True, **kw).images[0]
+    assert ens.shape == x.shape
+    torch.testing.assert_close(ens, manual, atol=1e-5, rtol=0)
+    plain = run(pipe, x, **kw).images[0]
+    assert (ens - plain).abs().max() > 1e-4
+    torch.testing.assert_close(run(pipe, x, self_ensemble=True, **kw).images[0], ens, atol=0, rtol=0)  # seeded

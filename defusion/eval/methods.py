@@ -39,7 +39,7 @@ def method_names() -> list[str]:
 class PipelineMethod:
     """A saved DefusionPipeline as a blind method of the harness."""
 
-    def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512):
+    def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512, self_ensemble: bool = False):
         import torch
 
         from ..pipelines import DefusionPipeline
@@ -47,7 +47,7 @@ class PipelineMethod:
         self.pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
         self.instruction = instruction if self.pipe.identifier is not None else None
-        self.steps, self.tile_size = steps, tile_size
+        self.steps, self.tile_size, self.self_ensemble = steps, tile_size, self_ensemble
         self.num_parameters = sum(
             p.numel() for n in ("unet", "bridge", "adapter", "tokenizer") for p in getattr(self.pipe, n).parameters()
         )
@@ -56,7 +56,8 @@ class PipelineMethod:
         import torch
 
         out = self.pipe(img, instruction=self.instruction, num_inference_steps=self.steps, output_type="np",
-                        generator=torch.Generator().manual_seed(0), tile_size=self.tile_size)  # fmt: skip
+                        generator=torch.Generator().manual_seed(0), tile_size=self.tile_size,
+                        self_ensemble=self.self_ensemble)  # fmt: skip
         return out.images[0]
 
 

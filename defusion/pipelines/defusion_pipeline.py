@@ -29,7 +29,7 @@ from ..diffusion import check_space, make_scheduler, restored_from
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from ..perception import DegradationIdentifier
-from ..tiling import tiled_apply
+from ..tiling import dihedral, dihedral_inverse, tiled_apply
 from ..weights import resolve
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
@@ -183,6 +183,7 @@ class DefusionPipeline(DiffusionPipeline):
         instruction_scale: float | None = None,
         eta: float = 0.0,
         instruction_seed: int = 0,
+        self_ensemble: bool = False,
     ):
         """Restore ``image``.
 
@@ -203,6 +204,8 @@ class DefusionPipeline(DiffusionPipeline):
                 default (neither given): one zero token.
             instruction_scale: scale of the visual-instruction branch (0 switches it off); default: as trained.
             instruction_seed: seed of the ground and the degradation drawn for name-string instructions.
+            self_ensemble: restore the 8 rotations/flips of each image (each from the same initial noise state)
+                and average them after undoing the transform: 8x the time, usually a few tenths of a dB better.
         """
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
@@ -240,7 +243,14 @@ class DefusionPipeline(DiffusionPipeline):
             x = to_model_batch([images[i] for i in idx], device, dtype)
             text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
             g = [gens[i] for i in idx]
-            restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
+            if not self_ensemble:
+                restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
+            else:  # every transform starts from a copy of the same generator state, so each pass is a plain call
+                restored = sum(
+                    dihedral_inverse(self._restore(dihedral(x, k), tokens[idx], text, num_inference_steps,
+                                                   [_copy(gen) for gen in g] if any(g) else None, tile_size, tile_overlap, eta), k)
+                    for k in range(8)
+                ) / 8
             for j, i in enumerate(idx):
                 results[i] = restored[j]
         outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
@@ -294,3 +304,11 @@ class DefusionPipeline(DiffusionPipeline):
                 y = self.scheduler.step(pred, t, y, eta=eta, generator=generator).prev_sample
         restored = restored_from(x_lq, y, self.config.diffusion_space)
         return restored[..., :h, :w].clamp(-1, 1)
+
+
+def _copy(generator: torch.Generator | None) -> torch.Generator | None:
+    if generator is None:
+        return None
+    copy = torch.Generator(device=generator.device)
+    copy.set_state(generator.get_state())
+    return copy
