@@ -241,6 +241,11 @@ def test_blind_auto_mode(pipe):
     try:
         found, inst = pipe.identify(rand_img(32, 32))
         assert len(found) == len(pipe.identifier.kinds) and len(inst.spec.steps) == len(found)
+        # Gaussian noise gets the wavelet estimate of its sigma, not the severity head's guess
+        flat = np.clip(0.5 + np.random.default_rng(0).normal(0, 20 / 255, (64, 64, 3)), 0, 1).astype(np.float32)
+        found, inst = pipe.identify(flat)
+        noise = next(st for st in inst.spec.steps if st.name == "noise")
+        assert abs(noise.sigma - 20) < 1.5 and dict((k, s) for k, _, s in found)["noise"] == pytest.approx(noise.sigma / 50, abs=1e-3)
     finally:
         pipe.identifier.register_to_config(threshold=0.5)
     no_id = DefusionPipeline(**{k: v for k, v in pipe.components.items() if k != "identifier"})
