@@ -109,13 +109,14 @@ def main(argv=None):
         lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
     print(f"\n{args.model}, {args.steps} steps{', x8 self-ensemble' if args.self_ensemble else ''}, first {args.limit or 'all'} images per set (PSNR dB)\n")
-    print("| task | n | input | blind | instructed | " + " | ".join(base) + " | mismatched (instruction) |")
+    print("| task | n | input | blind | instructed | " + "".join(f"{b} | " for b in base) + "mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")
     for r in rows:
-        extra = " | ".join(f"{r[b]:.2f}" if b in r else "" for b in base)
+        extra = "".join((f"{r[b]:.2f}" if b in r else "") + " | " for b in base)
         cell = {m: f"{r[m]:.2f}" if m in r else "" for m in ("blind", "instructed", "mismatched")}
-        print(f"| {r['task']} | {r['count']} | {r['input_psnr']:.2f} | {cell['blind']} | {cell['instructed']} | {extra} | "
-              f"{cell['mismatched']} ({r['mismatched_instruction']}) |")
+        told = f" ({r['mismatched_instruction']})" if "mismatched" in r else ""
+        print(f"| {r['task']} | {r['count']} | {r['input_psnr']:.2f} | {cell['blind']} | {cell['instructed']} | {extra}"
+              f"{cell['mismatched']}{told} |")
     if lat is not None:
         print(f"\n512 x 512 restore: {lat['seconds']:.2f} s median of 5 ({lat['threads']} threads), peak memory {lat['peak_mb']:.0f} MB")
     if args.out:
