@@ -9,6 +9,15 @@ import numpy as np
 from .base import Degradation, register
 
 
+def estimate_noise_sigma(img: np.ndarray) -> float:
+    """Gaussian noise sigma (on [0, 1]) of an HWC or HW image by skimage's wavelet median estimator, averaged over
+    channels. Used by the NLM / BM3D baselines and by blind mode to set the noise instruction's sigma."""
+    from skimage.restoration import estimate_sigma
+
+    img = np.asarray(img, dtype=np.float32)
+    return float(estimate_sigma(img, channel_axis=-1 if img.ndim == 3 else None, average_sigmas=True))
+
+
 def quantize8(img: np.ndarray) -> np.ndarray:
     """Clip to [0, 1] and round to the 8-bit grid, as saving the noisy image as a PNG would."""
     return np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0

@@ -24,6 +24,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..degradations.noise import estimate_noise_sigma
+
 MethodFn = Callable[[np.ndarray], np.ndarray]
 _METHODS: dict[str, Callable[[], MethodFn]] = {}
 
@@ -75,13 +77,6 @@ def load_method(name: str) -> MethodFn:
         return PipelineMethod(name)
     raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}, shipped: "
                      f"{', '.join(available())}, or a pipeline folder")  # fmt: skip
-
-
-def estimate_noise_sigma(img: np.ndarray) -> float:
-    """Gaussian noise sigma (on [0, 1]) by the wavelet median estimator, averaged over channels."""
-    from skimage.restoration import estimate_sigma
-
-    return float(estimate_sigma(img, channel_axis=-1, average_sigmas=True))
 
 
 def identity(img: np.ndarray) -> np.ndarray:

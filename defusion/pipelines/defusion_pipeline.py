@@ -25,6 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .. import degradations as D
+from ..degradations.noise import estimate_noise_sigma
 from ..diffusion import check_space, make_scheduler, restored_from
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
@@ -153,7 +154,7 @@ class DefusionPipeline(DiffusionPipeline):
             return found, None
         # the identifier says whether there is Gaussian noise; its sigma comes closer from the wavelet median
         # estimator (skimage), which the severity head overestimates by up to 10 on sigma 25 test images
-        found = [(k, p, _noise_sigma(image) / 50.0 if k == "noise" else s) for k, p, s in found]
+        found = [(k, p, 255.0 * estimate_noise_sigma(image) / 50.0 if k == "noise" else s) for k, p, s in found]
         rng = np.random.default_rng(seed)
         spec = D.Compose([D.get(k).from_severity(float(np.clip(s, 0.0, 1.0)), rng) for k, _, s in found])
         size = max(64, self.tokenizer.config.input_size)
@@ -316,11 +317,3 @@ def _copy(generator: torch.Generator | None) -> torch.Generator | None:
     copy = torch.Generator(device=generator.device)
     copy.set_state(generator.get_state())
     return copy
-
-
-def _noise_sigma(image) -> float:
-    """Gaussian noise sigma on the 0-255 scale by skimage's wavelet median estimator."""
-    from skimage.restoration import estimate_sigma
-
-    img = np.asarray(image, dtype=np.float32)
-    return 255.0 * float(estimate_sigma(img, channel_axis=-1 if img.ndim == 3 else None, average_sigmas=True))
