@@ -102,3 +102,27 @@ def load_ema(ema, folder) -> None:
     state = json.loads((folder / "ema.json").read_text())
     state["shadow_params"] = [tensors[f"shadow.{i}"] for i in range(len(tensors))]
     ema.load_state_dict(state)
+
+
+class TrainHistory(list):
+    """The per-step rows of a training run (a list of dicts), appended to ``path`` (JSON lines) by ``flush``.
+
+    The train scripts flush at every checkpoint, so a run that is killed keeps its rows up to its last checkpoint;
+    resumed from that checkpoint, it redoes the later steps and appends them, so no step is written twice.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+        self._written = 0
+
+    def flush(self) -> None:
+        """Append the rows added since the last flush (changes to rows already written are not seen)."""
+        import json
+
+        rows = self[self._written :]
+        if rows:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+        self._written = len(self)

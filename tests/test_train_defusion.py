@@ -49,6 +49,8 @@ def test_resume_continues(clean_dir, tmp_path):
     resumed = main(parse_args(base(clean_dir, tmp_path / "b", 6, "--val_holdout", "0", "--checkpointing_steps", "3",
                                    "--use_ema", "--resume_from_checkpoint", "latest")))  # fmt: skip
     assert [h["step"] for h in resumed] == [4, 5, 6]
+    rows = (tmp_path / "b" / "train_history.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # each step once across the two runs
     assert (tmp_path / "b" / "checkpoint-6" / "ema" / "ema.safetensors").is_file()
     assert all(np.isfinite(h["loss"]) for h in resumed)
     assert json.loads((tmp_path / "b" / "run_config.json").read_text())["resume_from_checkpoint"] == "latest"
@@ -147,3 +149,23 @@ def test_inference_step_probs():
     probs = inference_step_probs(4, 0.5)
     torch.testing.assert_close(probs, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6]))
     assert inference_step_probs(1, 0.3).tolist() == [1.0]
+
+
+def test_history_is_written_at_checkpoints(tmp_path):
+    """A killed run keeps the rows up to its last flush (checkpoint); a resumed run appends only new rows."""
+    from defusion.training_utils import TrainHistory
+
+    path = tmp_path / "run" / "train_history.jsonl"
+    h = TrainHistory(path)
+    h.append({"step": 1, "loss": 0.5})
+    h.append({"step": 2, "loss": 0.4})
+    h.flush()
+    h.append({"step": 3, "loss": 0.3})  # not flushed: lost if the run is killed now
+    assert [json.loads(r)["step"] for r in path.read_text().splitlines()] == [1, 2]
+    h.flush()
+    h.flush()  # nothing new: nothing written twice
+    resumed = TrainHistory(path)
+    resumed.append({"step": 4, "loss": 0.2})
+    resumed.flush()
+    assert [json.loads(r)["step"] for r in path.read_text().splitlines()] == [1, 2, 3, 4]
+    assert h == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.4}, {"step": 3, "loss": 0.3}]

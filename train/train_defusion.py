@@ -50,6 +50,7 @@ from defusion.training_utils import (
     save_ema,
     step_of,
     tensor_to_image,
+    TrainHistory,
 )
 from visual_grounds import make_grid, save_png
 
@@ -394,7 +395,7 @@ def main(args):
     unwrapped = accelerator.unwrap_model(module)
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="defusion")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
-    history, done = [], global_step >= args.max_train_steps
+    history, done = TrainHistory(out / "train_history.jsonl"), global_step >= args.max_train_steps
     epoch = first_epoch
     while not done:
         train_ds.set_epoch(epoch)
@@ -479,6 +480,8 @@ def main(args):
                 logger.info(f"step {global_step}: {metrics}")
                 if ema is not None:
                     ema.restore(module.parameters())
+            if accelerator.is_main_process and (global_step % args.checkpointing_steps == 0 or done):
+                history.flush()  # the rows up to this checkpoint survive a kill
             if done:
                 break
         epoch += 1
@@ -492,9 +495,7 @@ def main(args):
                                 scheduler=make_scheduler(args.prediction_type), diffusion_space=args.diffusion_space,
                                 ground=args.ground, text_encoder=text_encoder, text_tokenizer=text_tok)  # fmt: skip
         pipe.save_pretrained(out / "pipeline")
-        with open(out / "train_history.jsonl", "a") as f:
-            for row in history:
-                f.write(json.dumps(row) + "\n")
+        history.flush()
         (out / "run_config.json").write_text(json.dumps(loggable_config(args), indent=2))
     accelerator.end_training()
     return history

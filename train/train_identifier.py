@@ -28,7 +28,7 @@ from defusion import degradations as D
 from defusion.data import crop_pair, list_images
 from defusion.images import load_image
 from defusion.perception import DegradationIdentifier, identifier_loss
-from defusion.training_utils import prune_checkpoints, require_batches, resolve_resume, step_of
+from defusion.training_utils import TrainHistory, prune_checkpoints, require_batches, resolve_resume, step_of
 
 
 class IdentifierDataset(Dataset):
@@ -119,7 +119,7 @@ def main(args):
         step = step_of(ckpt)
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
     bar = tqdm(total=args.max_train_steps, initial=step, disable=not acc.is_local_main_process, desc="identifier")
-    history, epoch, done = [], 0, step >= args.max_train_steps
+    history, epoch, done = TrainHistory(out / "train_history.jsonl"), 0, step >= args.max_train_steps
     while not done:
         train_ds.epoch = epoch
         for x, presence, severity in loader:
@@ -138,6 +138,8 @@ def main(args):
                 if acc.is_main_process:
                     prune_checkpoints(out, args.checkpoints_total_limit)
                 acc.save_state(str(out / f"checkpoint-{step}"))
+                if acc.is_main_process and not done:  # the last rows are written after the final evaluation
+                    history.flush()
             if done:
                 break
         epoch += 1
@@ -147,9 +149,7 @@ def main(args):
         history[-1].update(metrics)
         final.save_pretrained(out / "identifier")
         (out / "metrics.json").write_text(json.dumps({"steps": step, **metrics}, indent=2))
-        with open(out / "train_history.jsonl", "a") as f:
-            for row in history:
-                f.write(json.dumps(row) + "\n")
+        history.flush()
         print(json.dumps({"steps": step, **metrics}))
     return history
 

@@ -57,6 +57,7 @@ from defusion.training_utils import (
     resolve_resume,
     save_ema,
     step_of,
+    TrainHistory,
 )
 
 OPTIMISERS = {  # (optimiser, lr, weight decay, warm-up share of the steps)
@@ -278,7 +279,7 @@ def main(args):
     probe_psnr, gen = float("inf"), torch.Generator().manual_seed(args.seed)
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
     bar = tqdm(total=args.max_train_steps, initial=step, disable=not acc.is_local_main_process, desc=args.model)
-    history, done = [], step >= args.max_train_steps
+    history, done = TrainHistory(out / "train_history.jsonl"), step >= args.max_train_steps
     skip = step % max(1, len(loader))
     while not done:
         train_ds.set_epoch(epoch)
@@ -329,6 +330,8 @@ def main(args):
                 if acc.is_main_process:
                     prune_checkpoints(out, args.checkpoints_total_limit)
                 acc.save_state(str(out / f"checkpoint-{step}"))
+                if acc.is_main_process and not done:  # the last rows are written after the final validation
+                    history.flush()
             if done:
                 break
         skip = 0
@@ -339,9 +342,7 @@ def main(args):
         if val:
             history[-1].update(validate(unwrapped, val, prompts, acc.device, conditioner))
         RestorerPipeline(restorer=unwrapped, **aux["components"]).save_pretrained(out / "pipeline")
-        with open(out / "train_history.jsonl", "a") as f:
-            for row in history:
-                f.write(json.dumps(row) + "\n")
+        history.flush()
         (out / "run_config.json").write_text(json.dumps(loggable_config(args), indent=2))
     return history
 

@@ -40,6 +40,7 @@ from defusion.training_utils import (
     resolve_resume,
     step_of,
     tensor_to_image,
+    TrainHistory,
 )
 from visual_grounds import make_grid, save_png
 
@@ -208,7 +209,7 @@ def main(args):
     unwrapped_tok = accelerator.unwrap_model(tokenizer)
     restart_gen = torch.Generator().manual_seed(args.seed)
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="tokenizer")
-    history = []
+    history = TrainHistory(out / "train_history.jsonl")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
     out_of_time = False
     while global_step < args.max_train_steps and not out_of_time:
@@ -260,6 +261,9 @@ def main(args):
                 accelerator.log(validate(unwrapped_tok, val_batch, out, global_step, accelerator), step=global_step)
                 if ema is not None:
                     ema.restore(tokenizer.parameters())
+            if accelerator.is_main_process and (global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps
+                                                or out_of_time):  # fmt: skip
+                history.flush()  # the rows up to this checkpoint survive a kill
             if global_step >= args.max_train_steps or out_of_time:
                 break
         active_loader = loader  # later epochs start from the first batch
@@ -272,9 +276,7 @@ def main(args):
         if ema is not None:
             ema.copy_to(final.parameters())
         final.save_pretrained(out / "tokenizer")
-        with open(out / "train_history.jsonl", "a") as f:
-            for row in history:
-                f.write(json.dumps(row) + "\n")
+        history.flush()
         (out / "run_config.json").write_text(json.dumps(loggable_config(args), indent=2))
     accelerator.end_training()
     return history
