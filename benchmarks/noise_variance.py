@@ -34,20 +34,17 @@ def main(argv=None):
     p.add_argument("--tiles", default="96,160", help="comma-separated tile sizes (multiples of 16); empty: none")
     args = p.parse_args(argv)
 
-    method = PipelineMethod(resolve(args.model), instruction=args.instruction)
-    pipe = method.pipe
+    pipe = PipelineMethod(resolve(args.model)).pipe  # loaded as the harness loads it (fp32, no progress bar)
 
-    def seed_mean(img):
-        return np.mean([pipe(img, instruction=args.instruction, output_type="np",
-                             generator=torch.Generator().manual_seed(s)).images[0] for s in range(args.seeds)], axis=0)  # fmt: skip
+    def restore(img, seeds=(0,), **kwargs):
+        """The mean over ``seeds`` of the instructed restoration (one seed: a plain call)."""
+        return np.mean([pipe(img, instruction=args.instruction, output_type="np", generator=torch.Generator().manual_seed(s),
+                             **kwargs).images[0] for s in seeds], axis=0)  # fmt: skip
 
-    def ensemble(img):
-        return pipe(img, instruction=args.instruction, output_type="np", generator=torch.Generator().manual_seed(0),
-                    self_ensemble=True).images[0]  # fmt: skip
-
-    runs = [("seed 0", method), (f"mean of {args.seeds} seeds", seed_mean), ("8 rotations/flips", ensemble)]
+    runs = [("seed 0", restore), (f"mean of {args.seeds} seeds", lambda img: restore(img, seeds=range(args.seeds))),
+            ("8 rotations/flips", lambda img: restore(img, self_ensemble=True))]  # fmt: skip
     for t in [int(t) for t in args.tiles.split(",") if t]:
-        runs.append((f"tile {t}", PipelineMethod(resolve(args.model), instruction=args.instruction, tile_size=t)))
+        runs.append((f"tile {t}", lambda img, t=t: restore(img, tile_size=t)))
     print(f"\n{args.model}, {args.task}, instruction {args.instruction!r}, first {args.limit} images (PSNR dB)\n")
     print("| run | PSNR |\n|---|---:|")
     for name, fn in runs:

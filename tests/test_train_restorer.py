@@ -1,5 +1,6 @@
 """train_restorer.py on CPU with tiny presets: every model trains, loss falls, resume works."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def test_resume(clean_dir, tmp_path):
     hist = main(parse_args(args(clean_dir, tmp_path, "dfpir", 4, "--checkpointing_steps", "2", "--use_ema",
                                 "--resume_from_checkpoint", "latest")))  # fmt: skip
     assert [h["step"] for h in hist] == [3, 4]
+    rows = [json.loads(r) for r in (tmp_path / "train_history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # each step once across the two runs
 
 
 def test_bad_arguments(tmp_path):

@@ -42,6 +42,7 @@ from defusion.instructions import VisualInstruction, text_instruction
 from defusion.models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from defusion.pipelines import DefusionPipeline
 from defusion.training_utils import (
+    TrainHistory,
     load_ema,
     loggable_config,
     prune_checkpoints,
@@ -50,7 +51,6 @@ from defusion.training_utils import (
     save_ema,
     step_of,
     tensor_to_image,
-    TrainHistory,
 )
 from visual_grounds import make_grid, save_png
 

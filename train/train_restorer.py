@@ -50,6 +50,7 @@ from defusion.perception import (Conditioner, DegradationIdentifier, Degradation
                                  RegionMasks, SemanticEncoder, prompt_for)  # fmt: skip
 from defusion.pipelines import RESTORERS, RestorerPipeline
 from defusion.training_utils import (
+    TrainHistory,
     load_ema,
     loggable_config,
     prune_checkpoints,
@@ -57,7 +58,6 @@ from defusion.training_utils import (
     resolve_resume,
     save_ema,
     step_of,
-    TrainHistory,
 )
 
 OPTIMISERS = {  # (optimiser, lr, weight decay, warm-up share of the steps)

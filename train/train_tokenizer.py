@@ -34,13 +34,13 @@ from defusion.data import InstructionDataset
 from defusion.losses import VQGANLoss, build_lpips
 from defusion.models import DegradationTokenizer, PatchGANDiscriminator
 from defusion.training_utils import (
+    TrainHistory,
     loggable_config,
     prune_checkpoints,
     require_batches,
     resolve_resume,
     step_of,
     tensor_to_image,
-    TrainHistory,
 )
 from visual_grounds import make_grid, save_png
 
