@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -80,8 +81,6 @@ def env_rank() -> int:
 
 def save_ema(ema, folder) -> None:
     """Write a diffusers ``EMAModel`` as safetensors (shadow weights) + JSON (its counters); no pickles."""
-    import json
-
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -93,8 +92,6 @@ def save_ema(ema, folder) -> None:
 
 
 def load_ema(ema, folder) -> None:
-    import json
-
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -118,8 +115,6 @@ class TrainHistory(list):
 
     def flush(self) -> None:
         """Append the rows added since the last flush (changes to rows already written are not seen)."""
-        import json
-
         rows = self[self._written :]
         if rows:
             self.path.parent.mkdir(parents=True, exist_ok=True)
