@@ -13,8 +13,8 @@ For every test set in ``--sets`` (CBSD68, Kodak24; evaluation only, never traine
 * the time to restore a 512 x 512 image (median of 5 after a warm-up, this machine's threads) and the peak
   resident memory of that process.
 
-``--self-ensemble`` restores the 8 rotations/flips of every image and averages them (8x the time); ``--modes`` picks
-some of blind / instructed / mismatched; ``--no-latency`` skips the 512 x 512 timing.
+``--self-ensemble [N]`` averages N rotated/flipped/shifted restorations of every image (alone: 8; N x the time);
+``--modes`` picks some of blind / instructed / mismatched; ``--no-latency`` skips the 512 x 512 timing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from defusion.eval.methods import PipelineMethod
 from defusion.weights import resolve
 
 
-def latency_512(model: str, steps: int, self_ensemble: bool = False) -> dict:
+def latency_512(model: str, steps: int, self_ensemble: bool | int = False) -> dict:
     import torch
 
     from defusion.assets import sample_path
@@ -75,7 +75,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--baselines", default="nlm,bm3d", help="classical methods run on the noise tasks")
     p.add_argument("--out", default=None)
-    p.add_argument("--self-ensemble", action="store_true", help="average the 8 rotations/flips of every image")
+    p.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=1, metavar="N",
+                   help="average N (2-32) rotated/flipped/shifted restorations of every image (alone: 8)")
     p.add_argument("--no-latency", action="store_true", help="skip the 512 x 512 timing")
     p.add_argument("--modes", default="blind,instructed,mismatched", help="which of the three runs to make")
     args = p.parse_args(argv)
@@ -108,7 +109,7 @@ def main(argv=None):
     if not args.no_latency:
         lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
-    print(f"\n{args.model}, {args.steps} steps{', x8 self-ensemble' if args.self_ensemble else ''}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
+    print(f"\n{args.model}, {args.steps} steps{f', {args.self_ensemble}-pass self-ensemble' if args.self_ensemble > 1 else ''}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
     print("| task | n | input | blind | instructed | " + "".join(f"{b} | " for b in base) + "mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")
     for r in rows:

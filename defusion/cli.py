@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=4)
     pr.add_argument("--tile", type=int, default=512)
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--self-ensemble", action="store_true",
-                    help="average the restorations of the 8 rotations/flips (8x slower, usually a little better)")
+    pr.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=1, metavar="N",
+                    help="average N (2, 4, 8, 16 or 32; alone: 8) restorations of rotated/flipped/shifted copies: "
+                         "N times slower, better")
     pr.add_argument("--compare", default=None, metavar="PNG", help="also write input | instruction | output")
     pr.set_defaults(fn=_restore)
 

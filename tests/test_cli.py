@@ -97,6 +97,11 @@ def test_restore_command(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o4.png"), "--model", str(tmp_path / "pipe"),
                  "--instruction", "rain+noise", "--self-ensemble"]) == 0  # fmt: skip
     assert Image.open(tmp_path / "o4.png").size == (30, 24)
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o5.png"), "--model", str(tmp_path / "pipe"),
+                 "--self-ensemble", "2"]) == 0  # fmt: skip
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o6.png"), "--model", str(tmp_path / "pipe"),
+                 "--self-ensemble", "3"]) == 2  # fmt: skip
+    assert "self_ensemble must be" in capsys.readouterr().err and not (tmp_path / "o6.png").exists()
 
 
 def test_shipped_weights_resolve_by_name(tmp_path, capsys):

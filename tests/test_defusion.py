@@ -324,19 +324,44 @@ def test_bridge_res_blocks_round_trip_and_old_layout(tmp_path):
         ImageRestorationBridge.for_unet(unet, num_res_blocks=0)
 
 
-def test_self_ensemble_averages_the_eight_transforms(pipe):
-    from defusion.tiling import dihedral, dihedral_inverse
+def test_ensemble_plan_mixes_orientations_and_grid_phases():
+    from defusion.tiling import ENSEMBLE_SIZES, ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
+
+    full = ensemble_plan(32)
+    assert len(set(full)) == 32  # every (dihedral mode, one-pixel shift) pair once
+    assert {m for m, _, _ in full} == set(range(8)) and {(dy, dx) for _, dy, dx in full} == {(0, 0), (1, 1), (0, 1), (1, 0)}
+    for n in ENSEMBLE_SIZES:
+        plan = ensemble_plan(n)
+        assert plan == full[:n] and plan[0] == (0, 0, 0)  # prefixes; the first pass is the plain image
+        assert len({m for m, _, _ in plan}) == min(n, 8) and len({(dy, dx) for _, dy, dx in plan}) == min(n, 4)
+    x = torch.from_numpy(rand_img(5, 7)).permute(2, 0, 1)[None]
+    for view in full:
+        v = ensemble_view(x, *view)
+        h, w = (7, 5) if view[0] % 2 else (5, 7)  # odd modes rotate by 90 or 270 degrees
+        assert v.shape[-2:] == (h + view[1], w + view[2])
+        assert torch.equal(ensemble_unview(v, *view), x)
+    one_px = torch.rand(1, 3, 1, 1)  # too small to reflect: replicated
+    assert torch.equal(ensemble_unview(ensemble_view(one_px, 1, 1, 1), 1, 1, 1), one_px)
+    assert (ensemble_passes(False), ensemble_passes(True), ensemble_passes(4)) == (1, 8, 4)
+    for bad in (3, 0, 64, 2.0, "8"):
+        with pytest.raises(ValueError, match="self_ensemble"):
+            ensemble_passes(bad)
+
+
+def test_self_ensemble_averages_its_views(pipe):
+    from defusion.tiling import ensemble_plan, ensemble_unview, ensemble_view
 
     x = torch.from_numpy(rand_img(20, 28)).permute(2, 0, 1)
-    outs = {dihedral(x, k).numpy().tobytes() for k in range(8)}
-    assert len(outs) == 8  # all eight transforms differ
-    for k in range(8):
-        assert torch.equal(dihedral_inverse(dihedral(x, k), k), x)
     kw = dict(output_type="pt")
-    manual = sum(dihedral_inverse(run(pipe, dihedral(x, k), **kw).images[0], k) for k in range(8)) / 8
-    ens = run(pipe, x, self_ensemble=True, **kw).images[0]
-    assert ens.shape == x.shape
-    torch.testing.assert_close(ens, manual, atol=1e-5, rtol=0)
+    for n, arg in ((8, True), (4, 4)):
+        views = ensemble_plan(n)
+        manual = sum(ensemble_unview(run(pipe, ensemble_view(x, *v), **kw).images[0], *v) for v in views) / n
+        ens = run(pipe, x, self_ensemble=arg, **kw).images[0]
+        assert ens.shape == x.shape
+        torch.testing.assert_close(ens, manual, atol=1e-5, rtol=0)
     plain = run(pipe, x, **kw).images[0]
     assert (ens - plain).abs().max() > 1e-4
-    torch.testing.assert_close(run(pipe, x, self_ensemble=True, **kw).images[0], ens, atol=0, rtol=0)  # seeded
+    torch.testing.assert_close(run(pipe, x, self_ensemble=1, **kw).images[0], plain, atol=0, rtol=0)
+    torch.testing.assert_close(run(pipe, x, self_ensemble=4, **kw).images[0], ens, atol=0, rtol=0)  # seeded
+    with pytest.raises(ValueError, match="self_ensemble"):
+        run(pipe, x, self_ensemble=3)

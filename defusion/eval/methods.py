@@ -41,14 +41,16 @@ def method_names() -> list[str]:
 class PipelineMethod:
     """A saved DefusionPipeline as a blind method of the harness."""
 
-    def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512, self_ensemble: bool = False):
+    def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512,
+                 self_ensemble: bool | int = False):
         import torch
 
         from ..pipelines import DefusionPipeline
 
         self.pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
-        self.instruction = instruction if self.pipe.identifier is not None else None
+        blind = isinstance(instruction, str) and instruction.strip().lower() == "auto"
+        self.instruction = None if blind and self.pipe.identifier is None else instruction
         self.steps, self.tile_size, self.self_ensemble = steps, tile_size, self_ensemble
         self.num_parameters = sum(
             p.numel() for n in ("unet", "bridge", "adapter", "tokenizer") for p in getattr(self.pipe, n).parameters()
