@@ -93,7 +93,7 @@ def dihedral_inverse(x: torch.Tensor, mode: int) -> torch.Tensor:
 # shift that cycles through the four phases of a 2x2 grid (the U-Net's pixel-unshuffle stem), so any prefix of
 # 2, 4, 8, 16 or 32 passes mixes orientations and grid phases and all 32 passes cover every pair once. On held-out
 # BSD400 images at sigma 25, a one-pixel shift decorrelates the errors as much as a flip does, while an 8-pixel
-# shift barely does (benchmarks/ensemble_passes.py).
+# shift barely does (benchmarks/ensemble_passes.py, benchmarks/noise_variance.py --shifts 1,8).
 ENSEMBLE_SIZES = (1, 2, 4, 8, 16, 32)
 _PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
 
