@@ -41,6 +41,15 @@ def test_loss_falls_and_pipeline_is_saved(clean_dir, tmp_path):
     DefusionPipeline.from_pretrained(tmp_path / "pipeline")
 
 
+def test_psnr_loss_trains(clean_dir, tmp_path):
+    hist = main(parse_args(base(clean_dir, tmp_path, 30, "--val_holdout", "0", "--checkpointing_steps", "1000",
+                                "--loss", "psnr")))  # fmt: skip
+    losses = [h["loss"] for h in hist]  # mean per-sample 10 log10(MSE): dB, falls as the fit improves
+    assert all(np.isfinite(losses)) and np.mean(losses[-8:]) < np.mean(losses[:8]) - 1.0, losses
+    with pytest.raises(SystemExit):
+        parse_args(base(clean_dir, tmp_path, 3, "--loss", "psnr", "--loss_eps", "0"))
+
+
 def test_resume_continues(clean_dir, tmp_path):
     straight = main(parse_args(base(clean_dir, tmp_path / "a", 6, "--val_holdout", "0", "--checkpointing_steps", "3",
                                     "--use_ema")))  # fmt: skip

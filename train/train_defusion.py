@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
@@ -39,6 +38,7 @@ from defusion.data import InstructionBank, MixtureDataset, PairedFolderDataset, 
 from defusion import degradations as D
 from defusion.diffusion import clean_signal, make_scheduler, predicted_y0, restored_from, training_target
 from defusion.instructions import VisualInstruction, text_instruction
+from defusion.losses import LOSSES, restoration_loss
 from defusion.models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from defusion.pipelines import DefusionPipeline
 from defusion.training_utils import (
@@ -98,6 +98,10 @@ def parse_args(input_args=None):
     p.add_argument("--p_first_step", type=float, default=None,
                    help="with --timestep_sampling inference: probability of the first (pure-noise) timestep, whose "
                         "prediction must come from the LQ image alone; default: uniform over the steps")
+    p.add_argument("--loss", default="mse", choices=list(LOSSES),
+                   help="mse: batch MSE; psnr: mean per-sample log MSE, so small degradations (JPEG, light noise) "
+                        "are not drowned out by heavy ones")
+    p.add_argument("--loss_eps", type=float, default=1e-3, help="floor added to each sample's MSE in the psnr loss")
     p.add_argument("--num_inference_steps", type=int, default=4)
     p.add_argument("--train_batch_size", type=int, default=8)
     p.add_argument("--max_train_steps", type=int, default=10000)
@@ -140,6 +144,8 @@ def parse_args(input_args=None):
         p.error("--bridge_blocks must be >= 1 and --bridge_width0 >= 0")
     if args.p_first_step is not None and (args.timestep_sampling != "inference" or not 0.0 <= args.p_first_step <= 1.0):
         p.error("--p_first_step needs --timestep_sampling inference and a value in [0, 1]")
+    if args.loss_eps <= 0:
+        p.error("--loss_eps must be > 0")
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
     try:
@@ -437,7 +443,7 @@ def main(args):
                 with accelerator.autocast():
                     pred = module(x_lq, y_t, t, tokens, text)
                 target = training_target(scheduler, y0, noise, t)
-                loss = F.mse_loss(pred.float(), target.float())
+                loss = restoration_loss(pred, target, args.loss, args.loss_eps)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
