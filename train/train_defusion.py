@@ -7,8 +7,9 @@
 Data: clean folders degraded on the fly (``--clean_dirs``, kinds from ``--kinds``, mixtures up to
 ``--max_mix``), real paired folders (``--paired DIR:DEGRADATION``), Hugging Face image folders
 (``--hf_imagefolder``), mixed with ``--repeats``. Each sample carries its spec; its visual instruction is
-tokenized by the frozen tokenizer. Loss: batch MSE or ``--loss psnr`` (per-sample log MSE). y0 = x_LQ - x_HQ (``--diffusion_space image`` for the naive ablation), DDIM
-(trailing, no clipping), ``--prediction_type sample|v_prediction|epsilon``. AdamW (0.9, 0.99), lr 1e-4 cosine to
+tokenized by the frozen tokenizer. y0 = x_LQ - x_HQ (``--diffusion_space image`` for the naive ablation), DDIM
+(trailing, no clipping), ``--prediction_type sample|v_prediction|epsilon``, loss: batch MSE or ``--loss psnr``
+(mean per-sample log MSE). AdamW (0.9, 0.99), lr 1e-4 cosine to
 1e-6, EMA, checkpoints with ``save_pretrained`` subfolders, ``--resume_from_checkpoint latest``, validation grids
 (LQ | instruction | restored | GT) and PSNR on held-out images, mixed precision, gradient checkpointing.
 The final pipeline goes to ``output_dir/pipeline``.
