@@ -1,6 +1,9 @@
-"""What the shipped Defusion must show (the "ship trained default models" issue), from one command.
+"""What the shipped models must show (the "ship trained default models" issue), from one command.
 
     python benchmarks/shipped_model.py --model defusion-small --data-root ../shared/data --limit 10 --out runs/shipped
+
+``--model`` takes a DefusionPipeline (``defusion-small``) or a RestorerPipeline (``dfpir-small``: blind is
+``degradation="auto"``, instructed and mismatched give the degradation name; 512 x 512 tile, one pass).
 
 For every test set in ``--sets`` (CBSD68, Kodak24; evaluation only, never trained on) and every degradation in
 ``--kinds`` (noise25, rain, haze, low_light, jpeg10), through ``defusion.eval.evaluate`` (its conventions: RGB
@@ -40,22 +43,18 @@ def latency_512(model: str, steps: int, self_ensemble: bool | int = False) -> di
 
     from defusion.assets import sample_path
     from defusion.images import load_image
-    from defusion.pipelines import DefusionPipeline
 
-    pipe = DefusionPipeline.from_pretrained(resolve(model), dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
+    method = PipelineMethod(resolve(model), steps=steps, self_ensemble=self_ensemble)
     img = load_image(sample_path("degraded"))
     h, w = img.shape[:2]
     if min(h, w) < 512:
         img = np.pad(img, ((0, max(0, 512 - h)), (0, max(0, 512 - w)), (0, 0)), mode="reflect")
     img = img[:512, :512]
-    kwargs = dict(instruction="auto" if pipe.identifier is not None else None, num_inference_steps=steps, output_type="np",
-                  self_ensemble=self_ensemble)  # fmt: skip
-    pipe(img, generator=torch.Generator().manual_seed(0), **kwargs)
+    method(img)
     times = []
     for _ in range(5):
         t = time.perf_counter()
-        pipe(img, generator=torch.Generator().manual_seed(0), **kwargs)
+        method(img)
         times.append(time.perf_counter() - t)
     return {"seconds": float(np.median(times)), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": torch.get_num_threads()}  # fmt: skip
@@ -67,7 +66,7 @@ def kind_name(kind: str) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="defusion-small", help="a shipped model name or a DefusionPipeline folder")
+    p.add_argument("--model", default="defusion-small", help="a shipped model name (defusion-small, dfpir-small) or a pipeline folder")
     p.add_argument("--data-root", default="../shared/data")
     p.add_argument("--sets", default="CBSD68,Kodak24")
     p.add_argument("--kinds", default="noise25,rain,haze,low_light,jpeg10")

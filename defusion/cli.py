@@ -154,6 +154,8 @@ def _eval(args) -> int:
 
 
 def _restore(args) -> int:
+    import json
+
     import torch
 
     from .images import load_image, save_image
@@ -167,9 +169,10 @@ def _restore(args) -> int:
     folder = resolve(args.model)
     if not (_P(folder) / "model_index.json").is_file():
         raise FileNotFoundError(
-            f"{args.model} is not a DefusionPipeline folder (no model_index.json with unet/, bridge/, adapter/, "
-            "tokenizer/, scheduler/) nor the name of a shipped model"
+            f"{args.model} is not a pipeline folder (no model_index.json) nor the name of a shipped model"
         )
+    if json.loads((_P(folder) / "model_index.json").read_text()).get("_class_name") == "RestorerPipeline":
+        return _restore_regression(args, folder)
     pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
     img = load_image(args.input)
     inst = None if args.instruction.lower() == "none" else args.instruction
@@ -184,6 +187,29 @@ def _restore(args) -> int:
             vi = pipe.identify(img, seed=args.seed)[1]
         ground = vi.image if vi is not None else np.full((64, 64, 3), 0.5, np.float32)
         grid = make_grid([img, ground, restored], ["input", f"instruction: {out.instructions[0]}", "restored"],
+                         tile_height=min(512, img.shape[0]))  # fmt: skip
+        print(save_png(grid, args.compare))
+    return 0
+
+
+def _restore_regression(args, folder) -> int:
+    """``defusion restore --model dfpir-small``: a RestorerPipeline, told the degradation (or "auto")."""
+    import torch
+
+    from .images import load_image, save_image
+    from .pipelines import RestorerPipeline
+    from visual_grounds import make_grid, save_png
+
+    if args.self_ensemble not in (None, 1):
+        raise ValueError("--self-ensemble is a Defusion option; a RestorerPipeline runs one pass")
+    pipe = RestorerPipeline.from_pretrained(folder, dtype=torch.float32)
+    img = load_image(args.input)
+    deg = None if args.instruction.lower() == "none" else args.instruction
+    out = pipe(img, degradation=deg, output_type="np", tile_size=args.tile)
+    print(f"degradation: {out.degradations[0]}" + (" (detected)" if deg == "auto" else ""))
+    print(save_image(out.images[0], args.output))
+    if args.compare:
+        grid = make_grid([img, out.images[0]], ["input", f"restored for: {out.degradations[0]}"],
                          tile_height=min(512, img.shape[0]))  # fmt: skip
         print(save_png(grid, args.compare))
     return 0
@@ -224,11 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--list", action="store_true", help="print methods and presets")
     pe.set_defaults(fn=_eval)
 
-    pr = sub.add_parser("restore", help="restore an image with a saved DefusionPipeline")
+    pr = sub.add_parser("restore", help="restore an image with a shipped model or a saved pipeline")
     pr.add_argument("input")
     pr.add_argument("-o", "--output", required=True)
     pr.add_argument("--model", default="defusion-small",
-                    help="a DefusionPipeline folder or the name of a shipped model (defusion.weights.available())")
+                    help="a shipped model (defusion.weights.available(): defusion-small, dfpir-small) or a saved "
+                         "DefusionPipeline / RestorerPipeline folder")
     pr.add_argument("--instruction", default="auto", help="auto (blind), none, or names like rain+noise")
     pr.add_argument("--steps", type=int, default=4)
     pr.add_argument("--tile", type=int, default=512)

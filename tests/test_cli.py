@@ -104,6 +104,35 @@ def test_restore_command(tmp_path, capsys):
     assert "self_ensemble must be" in capsys.readouterr().err and not (tmp_path / "o6.png").exists()
 
 
+def test_restore_and_eval_with_a_restorer_pipeline(tmp_path, capsys):
+    import torch
+
+    from defusion import RestorerPipeline
+    from defusion.eval.methods import PipelineMethod, load_method
+    from defusion.images import save_image
+
+    torch.manual_seed(0)
+    RestorerPipeline.from_preset("dfpir", "tiny").save_pretrained(tmp_path / "dfpir")
+    img = np.random.default_rng(0).random((24, 30, 3)).astype(np.float32)
+    save_image(img, tmp_path / "in.png")
+    rc = main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(tmp_path / "dfpir"),
+               "--instruction", "rain", "--compare", str(tmp_path / "cmp.png")])  # fmt: skip
+    assert rc == 0 and Image.open(tmp_path / "out.png").size == (30, 24)
+    assert Image.open(tmp_path / "cmp.png").size[0] > 2 * 24 and "degradation: rain" in capsys.readouterr().out
+    # no identifier for "auto", and DFPIR needs a degradation: clean errors, nothing written
+    for extra in (["--instruction", "auto"], ["--instruction", "none"], ["--instruction", "rain", "--self-ensemble"]):
+        assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "bad.png"), "--model",
+                     str(tmp_path / "dfpir"), *extra]) == 2  # fmt: skip
+    assert not (tmp_path / "bad.png").exists()
+    method = load_method(str(tmp_path / "dfpir"))
+    assert method.restorer and method.num_parameters == sum(p.numel() for p in method.pipe.restorer.parameters())
+    method.instruction = "rain"
+    out = method(img)
+    assert out.shape == img.shape and out.dtype == np.float32
+    with pytest.raises(ValueError, match="one pass"):
+        PipelineMethod(tmp_path / "dfpir", self_ensemble=4)
+
+
 def test_shipped_weights_resolve_by_name(tmp_path, capsys):
     import torch
 

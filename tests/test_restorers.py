@@ -132,8 +132,14 @@ def test_restorer_pipeline_auto_uses_the_identifier():
     ident.register_to_config(threshold=0.0)  # an untrained identifier that reports every kind
     pipe = RestorerPipeline(restorer=RestorerPipeline.from_preset("dfpir", "tiny").restorer, identifier=ident)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(np.random.default_rng(0).random((24, 24, 3)).astype(np.float32), degradation="auto", output_type="np")
+    img = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    out = pipe(img, degradation="auto", output_type="np")
     assert out.degradations[0].count("+") == len(ident.kinds) - 1
+    ident.register_to_config(threshold=1.1)  # now it detects nothing: DFPIR has no prompt, the image is left alone
+    out = pipe([img, img[:16]], degradation=["auto", "rain"], output_type="np")
+    assert out.degradations == ["none", "rain"]
+    np.testing.assert_allclose(out.images[0], img, atol=1e-6)
+    assert np.abs(out.images[1] - img[:16]).max() > 1e-3  # the told one is restored
 
 
 # ------------------------------------------------------------------------------------ Perceive-IR and ClearAIR

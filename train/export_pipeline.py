@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Assemble a shippable DefusionPipeline folder from training outputs, stored in fp16.
+"""Assemble a shippable pipeline folder (a DefusionPipeline or a RestorerPipeline) from training outputs, in fp16.
 
     python train/export_pipeline.py --pipeline runs/defusion-small/pipeline \
         --identifier runs/identifier/identifier --out defusion/weights/defusion-small [--check_images DIR]
@@ -20,12 +20,24 @@ import torch
 
 from defusion.images import load_image
 from defusion.perception import DegradationIdentifier
-from defusion.pipelines import DefusionPipeline
+from defusion.pipelines import DefusionPipeline, RestorerPipeline
+
+PIPELINES = {"DefusionPipeline": DefusionPipeline, "RestorerPipeline": RestorerPipeline}
+
+
+def pipeline_class(folder):
+    name = json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
+    if name not in PIPELINES:
+        raise ValueError(f"{folder} holds a {name}; export handles {sorted(PIPELINES)}")
+    return PIPELINES[name]
 
 
 def restore_all(pipe, images):
-    return [pipe(im, instruction="auto" if pipe.identifier is not None else None, output_type="np",
-                 generator=torch.Generator().manual_seed(0)).images[0] for im in images]  # fmt: skip
+    auto = "auto" if pipe.identifier is not None else None
+    if isinstance(pipe, RestorerPipeline):
+        return [pipe(im, degradation=auto, output_type="np").images[0] for im in images]
+    return [pipe(im, instruction=auto, output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+            for im in images]  # fmt: skip
 
 
 def main(argv=None):
@@ -35,7 +47,8 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--check_images", default=None, help="folder of images for the fp16 check (first 4, 128 px crops)")
     args = p.parse_args(argv)
-    pipe = DefusionPipeline.from_pretrained(args.pipeline, dtype=torch.float32)
+    cls = pipeline_class(args.pipeline)
+    pipe = cls.from_pretrained(args.pipeline, dtype=torch.float32)
     if args.identifier:
         pipe.register_modules(identifier=DegradationIdentifier.from_pretrained(args.identifier, dtype=torch.float32))
     pipe.set_progress_bar_config(disable=True)
@@ -46,7 +59,7 @@ def main(argv=None):
         ref = restore_all(pipe, images)
     pipe.to(torch.float16).save_pretrained(args.out)
     if args.check_images:
-        back = DefusionPipeline.from_pretrained(args.out, dtype=torch.float32)
+        back = cls.from_pretrained(args.out, dtype=torch.float32)
         back.set_progress_bar_config(disable=True)
         got = restore_all(back, images)
         diffs = [float(-10 * np.log10(np.mean((a - b) ** 2) + 1e-12)) for a, b in zip(ref, got)]

@@ -11,7 +11,9 @@ Every method is *blind*: it sees only the degraded image, never the task's degra
 * ``wiener``: Wiener deconvolution with an assumed Gaussian PSF (sigma 1.5 px; scikit-image).
 
 * any saved ``DefusionPipeline`` folder (a path holding ``model_index.json``): run blind (``instruction="auto"``)
-  when the pipeline has a degradation identifier, else with no instruction; 4 DDIM steps, seed 0.
+  when the pipeline has a degradation identifier, else with no instruction; 4 DDIM steps, seed 0;
+* any saved ``RestorerPipeline`` folder (DFPIR, PromptIR, ...; ``dfpir-small`` ships): run blind
+  (``degradation="auto"``) when it has an identifier, else without a degradation (models that need one raise).
 
 More methods register with ``register_method(name, factory)``; a ``factory()`` returns a callable with an
 optional ``num_parameters`` attribute.
@@ -39,26 +41,36 @@ def method_names() -> list[str]:
 
 
 class PipelineMethod:
-    """A saved DefusionPipeline as a blind method of the harness."""
+    """A saved DefusionPipeline or RestorerPipeline as a blind method of the harness. ``instruction``: "auto",
+    degradation names or None (a DefusionPipeline's instruction, a RestorerPipeline's ``degradation``)."""
 
     def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512,
                  self_ensemble: bool | int = False):
+        import json
+        from pathlib import Path
+
         import torch
 
-        from ..pipelines import DefusionPipeline
+        from ..pipelines import DefusionPipeline, RestorerPipeline
 
-        self.pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
+        kind = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
+        self.restorer = kind == "RestorerPipeline"
+        if self.restorer and self_ensemble not in (False, None, 0, 1):
+            raise ValueError("self_ensemble is a DefusionPipeline option; a RestorerPipeline runs one pass")
+        cls = RestorerPipeline if self.restorer else DefusionPipeline
+        self.pipe = cls.from_pretrained(folder, dtype=torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
         blind = isinstance(instruction, str) and instruction.strip().lower() == "auto"
         self.instruction = None if blind and self.pipe.identifier is None else instruction
         self.steps, self.tile_size, self.self_ensemble = steps, tile_size, self_ensemble
-        self.num_parameters = sum(
-            p.numel() for n in ("unet", "bridge", "adapter", "tokenizer") for p in getattr(self.pipe, n).parameters()
-        )
+        names = ("restorer",) if self.restorer else ("unet", "bridge", "adapter", "tokenizer")
+        self.num_parameters = sum(p.numel() for n in names for p in getattr(self.pipe, n).parameters())
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         import torch
 
+        if self.restorer:
+            return self.pipe(img, degradation=self.instruction, output_type="np", tile_size=self.tile_size).images[0]
         out = self.pipe(img, instruction=self.instruction, num_inference_steps=self.steps, output_type="np",
                         generator=torch.Generator().manual_seed(0), tile_size=self.tile_size,
                         self_ensemble=self.self_ensemble)  # fmt: skip
@@ -66,7 +78,8 @@ class PipelineMethod:
 
 
 def load_method(name: str) -> MethodFn:
-    """A method by registered name, a shipped model's name (``defusion-small``) or a saved DefusionPipeline folder."""
+    """A method by registered name, a shipped model's name (``defusion-small``, ``dfpir-small``) or a saved
+    pipeline folder."""
     if name in _METHODS:
         return _METHODS[name]()
     from pathlib import Path

@@ -105,15 +105,19 @@ class RestorerPipeline(DiffusionPipeline):
     def __call__(self, image, degradation=None, output_type: str = "pil", return_dict: bool = True,
                  tile_size: int | None = None, tile_overlap: int = 32):  # fmt: skip
         """Restore ``image``. ``degradation``: names (``"rain+noise"``), a spec, ``"auto"``, None, or a list with
-        one per image; models without prompts ignore it. ``tile_size``: overlapping tiles above this size."""
+        one per image; models without prompts ignore it. Where ``"auto"`` detects nothing, a model that needs a
+        prompt returns the image unchanged (reported as ``"none"``). ``tile_size``: overlapping tiles above this
+        size."""
         check_output_type(output_type)
         images = as_image_list(image)
         degs = list(degradation) if isinstance(degradation, list) else [degradation] * len(images)
         if len(degs) != len(images):
             raise ValueError(f"got {len(degs)} degradations for {len(images)} images")
         labels = [self._degradation_label(d, im) for d, im in zip(degs, images)]
-        if self.needs_prompt and any(lab is None for lab in labels):
+        if self.needs_prompt and any(lab is None and d is None for lab, d in zip(labels, degs)):
             raise ValueError(f"{type(self.restorer).__name__} needs degradation= (names like 'rain', or 'auto')")
+        # a prompt model has nothing to remove where "auto" detected nothing: those images come back as they are
+        unchanged = {i for i, lab in enumerate(labels) if lab is None and self.needs_prompt}
         m = self.restorer.downsample_factor
         if tile_size is not None and tile_size % m:
             raise ValueError(f"tile_size must be a multiple of {m}, got {tile_size}")
@@ -121,7 +125,12 @@ class RestorerPipeline(DiffusionPipeline):
         conditioner = self.conditioner() if getattr(self.restorer, "conditions", ()) else None
         spatial = tuple(getattr(self.restorer, "spatial_conditions", ()))
         results: dict[int, torch.Tensor] = {}
+        for i in unchanged:
+            results[i] = to_model_batch([images[i]], device, dtype)[0]
         for shape, idx in group_by_shape(images).items():
+            idx = [i for i in idx if i not in unchanged]
+            if not idx:
+                continue
             x = to_model_batch([images[i] for i in idx], device, dtype)
             h, w = x.shape[-2:]
             x = pad_to_multiple(x, m)

@@ -1,10 +1,11 @@
 """Weights shipped inside the package, resolved by name in ``from_pretrained`` (offline, no download).
 
     DefusionPipeline.from_pretrained("defusion-small")
+    RestorerPipeline.from_pretrained("dfpir-small")       # the DFPIR comparison model
 
 ``resolve(name_or_path)`` returns the folder of a shipped model when given its name, the argument unchanged when
 it is an existing path or does not look like one of our names (a hub id, say), and raises a clear error for a
-``defusion-*`` name that this install does not ship. Each shipped folder has a model card (``README.md``).
+``defusion-*`` or ``dfpir-*`` name that this install does not ship. Each shipped folder has a model card (``README.md``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parent
-PREFIX = "defusion-"
+PREFIXES = ("defusion-", "dfpir-")
 
 
 def available() -> list[str]:
@@ -27,7 +28,7 @@ def resolve(name_or_path) -> str | os.PathLike:
     name = str(name_or_path)
     if name in available():
         return str(WEIGHTS / name)
-    if name.startswith(PREFIX) and "/" not in name:
+    if name.startswith(PREFIXES) and "/" not in name:
         raise FileNotFoundError(f"{name!r} is not shipped with this install of defusion; shipped: {available()} "
                                 "(or pass a local pipeline folder)")  # fmt: skip
     return name_or_path
