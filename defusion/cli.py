@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -101,6 +102,10 @@ def _demo_model(model):
         folder = resolve(model)
         if not (Path(folder) / "model_index.json").is_file():
             raise FileNotFoundError(f"{model} is not a DefusionPipeline folder nor a shipped model {available()}")
+        kind = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
+        if kind != "DefusionPipeline":
+            raise ValueError(f"the demo restores with a DefusionPipeline; {model} holds a {kind} "
+                             f"(try: defusion restore IMAGE -o OUT.png --model {model})")  # fmt: skip
         return model
     shipped = [n for n in available() if n.startswith("defusion-small")]
     if not shipped:
@@ -154,8 +159,6 @@ def _eval(args) -> int:
 
 
 def _restore(args) -> int:
-    import json
-
     import torch
 
     from .images import load_image, save_image

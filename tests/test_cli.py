@@ -124,6 +124,8 @@ def test_restore_and_eval_with_a_restorer_pipeline(tmp_path, capsys):
         assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "bad.png"), "--model",
                      str(tmp_path / "dfpir"), *extra]) == 2  # fmt: skip
     assert not (tmp_path / "bad.png").exists()
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--model", str(tmp_path / "dfpir")]) == 2
+    assert "defusion restore" in capsys.readouterr().err and not (tmp_path / "demo").exists()
     method = load_method(str(tmp_path / "dfpir"))
     assert method.restorer and method.num_parameters == sum(p.numel() for p in method.pipe.restorer.parameters())
     method.instruction = "rain"
