@@ -108,7 +108,9 @@ def main(argv=None):
     if not args.no_latency:
         lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
-    print(f"\n{args.model}, {args.steps} steps{f', {args.self_ensemble}-pass self-ensemble' if args.self_ensemble > 1 else ''}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
+    how = "one pass" if method.restorer else f"{args.steps} steps"
+    how += f", {args.self_ensemble}-pass self-ensemble" if args.self_ensemble > 1 else ""
+    print(f"\n{args.model}, {how}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
     print("| task | n | input | blind | instructed | " + "".join(f"{b} | " for b in base) + "mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")
     for r in rows:

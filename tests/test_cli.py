@@ -160,3 +160,26 @@ def test_shipped_weights_resolve_by_name(tmp_path, capsys):
     assert Image.open(tmp_path / "o2.png").size == (48, 40)
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o3.png"), "--model", "defusion-huge"]) == 2
     assert "not shipped" in capsys.readouterr().err
+
+
+def test_shipped_dfpir_small(tmp_path, capsys):
+    import torch
+
+    from defusion import RestorerPipeline
+    from defusion.images import save_image
+    from defusion.models import DFPIR
+    from defusion.weights import available, resolve
+
+    assert "dfpir-small" in available()
+    with pytest.raises(FileNotFoundError, match="not shipped"):
+        resolve("dfpir-huge")
+    pipe = RestorerPipeline.from_pretrained("dfpir-small", dtype=torch.float32)
+    assert isinstance(pipe.restorer, DFPIR) and pipe.identifier is not None
+    assert sum(p.numel() for p in pipe.restorer.parameters()) == 6_045_087  # the small preset
+    clean = np.random.default_rng(0).random((40, 48, 3)).astype(np.float32) * 0.5 + 0.25
+    save_image(clean, tmp_path / "in.png")
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--model", "dfpir-small",
+                 "--instruction", "noise", "--compare", str(tmp_path / "cmp.png")]) == 0  # fmt: skip
+    assert Image.open(tmp_path / "o.png").size == (48, 40) and "degradation: noise" in capsys.readouterr().out
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png"), "--model", "dfpir-small"]) == 0
+    assert "(detected)" in capsys.readouterr().out
