@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -102,9 +101,11 @@ def _demo_model(model):
         folder = resolve(model)
         if not (Path(folder) / "model_index.json").is_file():
             raise FileNotFoundError(f"{model} is not a DefusionPipeline folder nor a shipped model {available()}")
-        kind = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
-        if kind != "DefusionPipeline":
-            raise ValueError(f"the demo restores with a DefusionPipeline; {model} holds a {kind} "
+        from .pipelines import DefusionPipeline, pipeline_class
+
+        kind = pipeline_class(folder)
+        if kind is not DefusionPipeline:
+            raise ValueError(f"the demo restores with a DefusionPipeline; {model} holds a {kind.__name__} "
                              f"(try: defusion restore IMAGE -o OUT.png --model {model})")  # fmt: skip
         return model
     shipped = [n for n in available() if n.startswith("defusion-small")]
@@ -162,7 +163,7 @@ def _restore(args) -> int:
     import torch
 
     from .images import load_image, save_image
-    from .pipelines import DefusionPipeline
+    from .pipelines import DefusionPipeline, RestorerPipeline, pipeline_class
     from visual_grounds import make_grid, save_png
 
     from pathlib import Path as _P
@@ -174,7 +175,7 @@ def _restore(args) -> int:
         raise FileNotFoundError(
             f"{args.model} is not a pipeline folder (no model_index.json) nor the name of a shipped model"
         )
-    if json.loads((_P(folder) / "model_index.json").read_text()).get("_class_name") == "RestorerPipeline":
+    if pipeline_class(folder) is RestorerPipeline:
         return _restore_regression(args, folder)
     pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
     img = load_image(args.input)

@@ -100,3 +100,37 @@ def test_clearair_records_its_icrm_loss(clean_dir, tmp_path):
     hist = main(parse_args(args(clean_dir, tmp_path, "clearair", 2, "--region_cache", str(tmp_path / "regions"))))
     assert all("icrm" in h and h["icrm"] >= 0 for h in hist)
     assert list((tmp_path / "regions").glob("*.npz"))
+
+
+def test_export_a_restorer_pipeline_in_fp16(tmp_path):
+    import torch
+
+    from defusion import RestorerPipeline
+    from defusion.images import save_image
+    from defusion.perception import DegradationIdentifier
+    from defusion.pipelines import pipeline_class
+    from export_pipeline import main as export
+
+    torch.manual_seed(0)
+    RestorerPipeline.from_preset("dfpir", "tiny").save_pretrained(tmp_path / "run")
+    ident = DegradationIdentifier.from_preset("tiny")
+    ident.register_to_config(threshold=0.0)  # untrained: report every kind, so blind mode restores
+    ident.save_pretrained(tmp_path / "ident")
+    for i in range(2):
+        save_image(np.random.default_rng(i).random((40, 40, 3)).astype(np.float32), tmp_path / "imgs" / f"{i}.png")
+    export(["--pipeline", str(tmp_path / "run"), "--identifier", str(tmp_path / "ident"), "--out", str(tmp_path / "out"),
+            "--check_images", str(tmp_path / "imgs")])  # fmt: skip
+    assert pipeline_class(tmp_path / "out") is RestorerPipeline
+    from safetensors.torch import load_file
+
+    assert RestorerPipeline.from_pretrained(tmp_path / "out").identifier is not None
+    stored = load_file(tmp_path / "out" / "restorer" / "diffusion_pytorch_model.safetensors")
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    report = json.loads((tmp_path / "out" / "export_check.json").read_text())
+    assert len(report["fp16_vs_fp32_psnr_db"]) == 2 and min(report["fp16_vs_fp32_psnr_db"]) > 30
+    with pytest.raises(FileNotFoundError, match="model_index"):
+        pipeline_class(tmp_path)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    with pytest.raises(ValueError, match="StableDiffusionPipeline"):
+        pipeline_class(tmp_path / "odd")

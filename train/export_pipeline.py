@@ -21,16 +21,7 @@ import torch
 from defusion import degradations as D
 from defusion.images import load_image
 from defusion.perception import DegradationIdentifier
-from defusion.pipelines import DefusionPipeline, RestorerPipeline
-
-PIPELINES = {"DefusionPipeline": DefusionPipeline, "RestorerPipeline": RestorerPipeline}
-
-
-def pipeline_class(folder):
-    name = json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
-    if name not in PIPELINES:
-        raise ValueError(f"{folder} holds a {name}; export handles {sorted(PIPELINES)}")
-    return PIPELINES[name]
+from defusion.pipelines import RestorerPipeline, pipeline_class
 
 
 def restore_all(pipe, images):

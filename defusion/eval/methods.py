@@ -46,18 +46,14 @@ class PipelineMethod:
 
     def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512,
                  self_ensemble: bool | int = False):
-        import json
-        from pathlib import Path
-
         import torch
 
-        from ..pipelines import DefusionPipeline, RestorerPipeline
+        from ..pipelines import RestorerPipeline, pipeline_class
 
-        kind = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
-        self.restorer = kind == "RestorerPipeline"
+        cls = pipeline_class(folder)
+        self.restorer = cls is RestorerPipeline
         if self.restorer and self_ensemble not in (False, None, 0, 1):
             raise ValueError("self_ensemble is a DefusionPipeline option; a RestorerPipeline runs one pass")
-        cls = RestorerPipeline if self.restorer else DefusionPipeline
         self.pipe = cls.from_pretrained(folder, dtype=torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
         blind = isinstance(instruction, str) and instruction.strip().lower() == "auto"
