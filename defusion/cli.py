@@ -98,11 +98,11 @@ def _demo_model(model):
     from .weights import available, resolve
 
     if model is not None:
+        from .pipelines import DefusionPipeline, pipeline_class
+
         folder = resolve(model)
         if not (Path(folder) / "model_index.json").is_file():
             raise FileNotFoundError(f"{model} is not a DefusionPipeline folder nor a shipped model {available()}")
-        from .pipelines import DefusionPipeline, pipeline_class
-
         kind = pipeline_class(folder)
         if kind is not DefusionPipeline:
             raise ValueError(f"the demo restores with a DefusionPipeline; {model} holds a {kind.__name__} "
@@ -166,16 +166,10 @@ def _restore(args) -> int:
     from .pipelines import DefusionPipeline, RestorerPipeline, pipeline_class
     from visual_grounds import make_grid, save_png
 
-    from pathlib import Path as _P
-
     from .weights import resolve
 
     folder = resolve(args.model)
-    if not (_P(folder) / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"{args.model} is not a pipeline folder (no model_index.json) nor the name of a shipped model"
-        )
-    if pipeline_class(folder) is RestorerPipeline:
+    if pipeline_class(folder) is RestorerPipeline:  # a clear error where the folder holds no pipeline
         return _restore_regression(args, folder)
     pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
     img = load_image(args.input)

@@ -183,3 +183,12 @@ def test_shipped_dfpir_small(tmp_path, capsys):
     assert Image.open(tmp_path / "o.png").size == (48, 40) and "degradation: noise" in capsys.readouterr().out
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o2.png"), "--model", "dfpir-small"]) == 0
     assert "(detected)" in capsys.readouterr().out
+    # the trained weights denoise: a smooth image with sigma-25 noise, told "noise", gets closer to the clean one
+    from defusion import degradations as D
+    from defusion.metrics import psnr
+
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    smooth = np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.5 + 0.3 * xx * yy], -1).astype(np.float32)
+    noisy = D.parse("noise25").apply(smooth, np.random.default_rng(0))
+    out = pipe(noisy, degradation="noise", output_type="np").images[0]
+    assert psnr(out, smooth, None) > psnr(noisy, smooth, None) + 3
