@@ -207,12 +207,17 @@ def test_tiling(pipe):
 
 
 def test_save_load_round_trip(pipe, tmp_path):
-    pipe.save_pretrained(tmp_path / "p")
+    pipe.register_to_config(noise_scale=0.8)
+    try:
+        pipe.save_pretrained(tmp_path / "p")
+    finally:
+        pipe.register_to_config(noise_scale=1.0)
     back = DefusionPipeline.from_pretrained(tmp_path / "p")
     back.set_progress_bar_config(disable=True)
     img = rand_img(32, 40)
     np.testing.assert_allclose(run(back, img, instruction="rain").images, run(pipe, img, instruction="rain").images, atol=1e-5)
     assert back.config.diffusion_space == "degradation" and back.config.ground == "pool"
+    assert back.config.noise_estimator == "pca" and back.config.noise_scale == 0.8  # blind mode's settings persist
 
 
 def test_missing_weights_folder(tmp_path):
@@ -241,13 +246,21 @@ def test_blind_auto_mode(pipe):
     try:
         found, inst = pipe.identify(rand_img(32, 32))
         assert len(found) == len(pipe.identifier.kinds) and len(inst.spec.steps) == len(found)
-        # Gaussian noise gets the wavelet estimate of its sigma, not the severity head's guess
+        # Gaussian noise gets noise_scale x the estimator's sigma, not the severity head's guess
         flat = np.clip(0.5 + np.random.default_rng(0).normal(0, 20 / 255, (64, 64, 3)), 0, 1).astype(np.float32)
-        found, inst = pipe.identify(flat)
-        noise = next(st for st in inst.spec.steps if st.name == "noise")
-        assert abs(noise.sigma - 20) < 1.5 and dict((k, s) for k, _, s in found)["noise"] == pytest.approx(noise.sigma / 50, abs=1e-3)
+        for est, scale in [("pca", 1.0), ("wavelet", 1.0), ("pca", 0.5)]:
+            pipe.register_to_config(noise_estimator=est, noise_scale=scale)
+            found, inst = pipe.identify(flat)
+            noise = next(st for st in inst.spec.steps if st.name == "noise")
+            assert abs(noise.sigma - 20 * scale) < 1.5 * scale, (est, scale, noise.sigma)
+            assert dict((k, s) for k, _, s in found)["noise"] == pytest.approx(noise.sigma / 50, abs=1e-3)
     finally:
         pipe.identifier.register_to_config(threshold=0.5)
+        pipe.register_to_config(noise_estimator="pca", noise_scale=1.0)
+    with pytest.raises(ValueError, match="noise_estimator"):
+        DefusionPipeline.from_preset("tiny", noise_estimator="median")
+    with pytest.raises(ValueError, match="noise_scale"):
+        DefusionPipeline.from_preset("tiny", noise_scale=0.0)
     no_id = DefusionPipeline(**{k: v for k, v in pipe.components.items() if k != "identifier"})
     with pytest.raises(ValueError, match="identifier"):
         run(no_id, rand_img(16, 16), instruction="auto")

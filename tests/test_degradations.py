@@ -81,6 +81,34 @@ def test_gaussian_noise_matches_aio_protocol(photo):
     assert abs(resid.std() - 25) < 2.5  # clipping at 0/255 shrinks it slightly
 
 
+@pytest.mark.parametrize("sigma", [5, 25, 50])
+def test_noise_estimators_read_back_sigma(photo, sigma):
+    from defusion.degradations.noise import estimate_noise_sigma
+
+    noisy = D.GaussianNoise(sigma=sigma).apply(photo, np.random.default_rng(1))
+    true = float(((noisy - photo) * 255).std())  # what the clipped noise really is
+    pca, wav = (255 * estimate_noise_sigma(noisy, method=m) for m in ("pca", "wavelet"))
+    assert abs(pca - true) < 0.1 * true + 0.5
+    assert abs(pca - true) <= abs(wav - true) + 0.5  # texture reads as noise less often in patch PCA
+    # a grey image, also as three identical channels (how the pipelines see it), is not read as noise-free
+    grey = D.GaussianNoise(sigma=sigma).apply(photo.mean(axis=-1, keepdims=True), np.random.default_rng(1))
+    as_rgb = 255 * estimate_noise_sigma(np.repeat(grey, 3, axis=-1), method="pca")
+    assert as_rgb == pytest.approx(255 * estimate_noise_sigma(grey, method="pca"))
+    assert abs(as_rgb - sigma) < 0.2 * sigma + 1.0
+
+
+def test_noise_estimator_edge_cases(photo):
+    from defusion.degradations.noise import estimate_noise_sigma
+
+    assert estimate_noise_sigma(photo[:8, :8], method="pca") >= 0  # patches shrink on tiny images
+    flat = np.ones((32, 32, 3), np.float32) * np.array([0.2, 0.5, 0.7], np.float32)
+    assert estimate_noise_sigma(flat, method="pca") == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="4 x 4"):
+        estimate_noise_sigma(photo[:3, :3], method="pca")
+    with pytest.raises(ValueError, match="unknown noise estimator"):
+        estimate_noise_sigma(photo, method="median")
+
+
 def test_compose_order_and_json(photo):
     blur_then_noise = D.Compose([D.GaussianBlur(sigma=2.0), D.GaussianNoise(sigma=20)])
     noise_then_blur = D.Compose([D.GaussianNoise(sigma=20), D.GaussianBlur(sigma=2.0)])

@@ -25,7 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .. import degradations as D
-from ..degradations.noise import estimate_noise_sigma
+from ..degradations.noise import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..diffusion import check_space, make_scheduler, restored_from
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
@@ -49,8 +49,10 @@ class DefusionPipelineOutput(BaseOutput):
 class DefusionPipeline(DiffusionPipeline):
     """Components: ``unet`` (DefusionUNet), ``bridge`` (ImageRestorationBridge), ``adapter``
     (VisualInstructionAdapter), ``tokenizer`` (DegradationTokenizer), ``scheduler`` (DDIMScheduler, trailing,
-    no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation) and
-    ``ground`` ("pool", or "blank" / "simple" for the grounding ablations)."""
+    no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation),
+    ``ground`` ("pool", or "blank" / "simple" for the grounding ablations), and for blind mode
+    ``noise_estimator`` ("pca" or "wavelet", ``defusion.degradations.noise.estimate_noise_sigma``) with
+    ``noise_scale`` (the instructed sigma is ``noise_scale`` x the estimate)."""
 
     model_cpu_offload_seq = "text_encoder->identifier->tokenizer->bridge->unet"
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
@@ -74,11 +76,17 @@ class DefusionPipeline(DiffusionPipeline):
         text_tokenizer: CLIPTokenizer | None = None,
         diffusion_space: str = "degradation",
         ground: str = "pool",
+        noise_estimator: str = "pca",
+        noise_scale: float = 1.0,
     ):
         super().__init__()
         check_space(diffusion_space)
         if ground not in GROUND_KINDS:
             raise ValueError(f"ground must be one of {GROUND_KINDS}, got {ground!r}")
+        if noise_estimator not in NOISE_ESTIMATORS:
+            raise ValueError(f"noise_estimator must be one of {NOISE_ESTIMATORS}, got {noise_estimator!r}")
+        if not 0.0 < float(noise_scale) <= 2.0:
+            raise ValueError(f"noise_scale must be in (0, 2], got {noise_scale!r}")
         if tokenizer.token_dim != adapter.config.token_dim:
             raise ValueError(f"tokenizer tokens are {tokenizer.token_dim}-d but the adapter expects {adapter.config.token_dim}")
         if text_encoder is not None and text_encoder.config.hidden_size != unet.config.cross_attention_dim:
@@ -90,7 +98,9 @@ class DefusionPipeline(DiffusionPipeline):
             unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler, identifier=identifier,
             text_encoder=text_encoder, text_tokenizer=text_tokenizer,
         )  # fmt: skip
-        self.register_to_config(diffusion_space=diffusion_space, ground=ground)
+        self.register_to_config(
+            diffusion_space=diffusion_space, ground=ground, noise_estimator=noise_estimator, noise_scale=float(noise_scale)
+        )
         adapter.attach(unet)
 
     # ---- construction -------------------------------------------------------------------------
@@ -145,16 +155,18 @@ class DefusionPipeline(DiffusionPipeline):
 
     def identify(self, image: np.ndarray, seed: int = 0):
         """Blind mode: the identifier's findings for one image and the instruction built from them (kinds in
-        order of likelihood, each at its estimated severity; Gaussian noise at the wavelet estimate of its sigma);
-        (findings, None) when the image looks clean."""
+        order of likelihood, each at its estimated severity; Gaussian noise at ``noise_scale`` x the sigma that
+        ``noise_estimator`` reads off the image); (findings, None) when the image looks clean."""
         if self.identifier is None:
             raise ValueError("instruction='auto' needs a degradation identifier; this pipeline has none")
         found = self.identifier.identify(image)
         if not found:
             return found, None
-        # the identifier says whether there is Gaussian noise; its sigma comes closer from the wavelet median
-        # estimator (skimage), which the severity head overestimates by up to 10 on sigma 25 test images
-        found = [(k, p, 255.0 * estimate_noise_sigma(image) / 50.0 if k == "noise" else s) for k, p, s in found]
+        # the identifier says whether there is Gaussian noise; its sigma comes closer from a noise estimator (the
+        # severity head overestimates sigma 25 by up to 10 on test images; benchmarks/noise_sigma.py compares them)
+        if any(k == "noise" for k, _, _ in found):
+            sigma = self.config.noise_scale * estimate_noise_sigma(image, method=self.config.noise_estimator)
+            found = [(k, p, 255.0 * sigma / 50.0 if k == "noise" else s) for k, p, s in found]
         rng = np.random.default_rng(seed)
         spec = D.Compose([D.get(k).from_severity(float(np.clip(s, 0.0, 1.0)), rng) for k, _, s in found])
         size = max(64, self.tokenizer.config.input_size)
