@@ -256,3 +256,22 @@ def test_mllm_quality_embedder_with_a_tiny_llava_saved_to_disk(tmp_path):
     out = iqa(x)
     assert out.shape == (2, 16) and torch.isfinite(out).all()
     assert not torch.allclose(out[0], out[1])  # depends on the image
+
+
+def test_identifier_kind_thresholds(tmp_path):
+    torch.manual_seed(0)
+    ident = DegradationIdentifier.from_preset("tiny")
+    img = np.random.default_rng(0).random((40, 40, 3), dtype=np.float32)
+    ident.register_to_config(threshold=0.0)
+    everything = {k for k, _, _ in ident.identify(img)}
+    assert everything == set(ident.kinds)
+    ident.register_to_config(kind_thresholds={"haze": 1.0, "rain": 0.0})
+    assert ident.threshold_of("haze") == 1.0 and ident.threshold_of("noise") == 0.0
+    assert {k for k, _, _ in ident.identify(img)} == everything - {"haze"}  # only the overridden kind drops out
+    ident.save_pretrained(tmp_path / "id")
+    back = DegradationIdentifier.from_pretrained(tmp_path / "id")
+    assert back.config.kind_thresholds == {"haze": 1.0, "rain": 0.0} and back.threshold_of("haze") == 1.0
+    with pytest.raises(ValueError, match="does not report"):
+        DegradationIdentifier(kinds=["noise"], channels=(8, 16), crop=32, kind_thresholds={"haze": 0.6})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        DegradationIdentifier(channels=(8, 16), crop=32, kind_thresholds={"haze": 1.5})

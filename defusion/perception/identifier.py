@@ -23,13 +23,22 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
     kinds: the registry names it reports (default: all).
     channels: widths of the stride-2 stages.
     crop: the crop size it is trained and run on.
-    threshold: presence probability above which a kind is reported.
+    threshold: presence probability at or above which a kind is reported.
+    kind_thresholds: per-kind overrides of ``threshold`` ({kind: probability}), e.g. a higher one for a kind whose
+        false alarm costs a restoration more than a miss (``benchmarks/identifier_costs.py`` measures both).
     """
 
     @register_to_config
-    def __init__(self, kinds=None, channels=(32, 64, 128, 192), crop: int = 128, threshold: float = 0.5):
+    def __init__(self, kinds=None, channels=(32, 64, 128, 192), crop: int = 128, threshold: float = 0.5,
+                 kind_thresholds: dict | None = None):  # fmt: skip
         super().__init__()
         kinds = list(kinds or D.names())
+        unknown = sorted(set(kind_thresholds or {}) - set(kinds))
+        if unknown:
+            raise ValueError(f"kind_thresholds names kinds the identifier does not report: {unknown}; it reports {kinds}")
+        bad = {k: v for k, v in (kind_thresholds or {}).items() if not 0.0 <= float(v) <= 1.0}
+        if bad or not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"thresholds are probabilities in [0, 1], got threshold={threshold!r}, {bad or ''}")
         layers, c_in = [nn.Conv2d(3, channels[0], 3, padding=1), nn.SiLU()], channels[0]
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU(),
@@ -48,6 +57,10 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
         if name not in presets:
             raise ValueError(f"unknown identifier preset {name!r}; choose from {sorted(presets)}")
         return cls(**presets[name])
+
+    def threshold_of(self, kind: str) -> float:
+        """The presence probability at or above which ``kind`` is reported."""
+        return float((self.config.kind_thresholds or {}).get(kind, self.config.threshold))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, 2 * channels[-1]) mean- and max-pooled features (its embedding)."""
@@ -76,7 +89,7 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device, self.dtype) * 2 - 1
         logits, sev = self(x)
         p, s = torch.sigmoid(logits).mean(0).float().cpu(), sev.mean(0).float().cpu()
-        found = [(k, float(p[i]), float(s[i])) for i, k in enumerate(self.kinds) if p[i] >= self.config.threshold]
+        found = [(k, float(p[i]), float(s[i])) for i, k in enumerate(self.kinds) if p[i] >= self.threshold_of(k)]
         return sorted(found, key=lambda t: -t[1])
 
 
