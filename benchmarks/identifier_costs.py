@@ -30,7 +30,7 @@ def main(argv=None):
     p.add_argument("--model", default="defusion-small")
     p.add_argument("--data-root", default="../shared/data")
     p.add_argument("--kind", default="haze")
-    p.add_argument("--base", default="noise25", help="the degradation both tasks share")
+    p.add_argument("--base", default="noise25", help="the degradation both tasks share (noise0: none)")
     p.add_argument("--holdout", type=int, default=8)
     args = p.parse_args(argv)
 
@@ -58,7 +58,8 @@ def main(argv=None):
     print(f"\n{args.model}, blind, one pass, last {args.holdout} BSD400 images (PSNR dB)\n")
     print(f"| task | input | {args.kind} always reported | never reported |\n|---|---:|---:|---:|")
     for task in (absent, present):
-        print(f"| {task} | {psnr['input', task]:.2f} | {psnr['always', task]:.2f} | {psnr['never', task]:.2f} |")
+        inp = "clean" if psnr["input", task] is None else f"{psnr['input', task]:.2f}"  # base noise0: no degradation
+        print(f"| {task} | {inp} | {psnr['always', task]:.2f} | {psnr['never', task]:.2f} |")
     print(f"\nfalse alarm costs {false_alarm:.2f} dB, a miss {miss:.2f} dB", end="")
     if false_alarm > 0 and miss > 0:
         print(f": balancing threshold {false_alarm / (false_alarm + miss):.2f}")

@@ -271,6 +271,13 @@ def test_identifier_kind_thresholds(tmp_path):
     ident.save_pretrained(tmp_path / "id")
     back = DegradationIdentifier.from_pretrained(tmp_path / "id")
     assert back.config.kind_thresholds == {"haze": 1.0, "rain": 0.0} and back.threshold_of("haze") == 1.0
+    # a threshold that applies only while another kind is reported
+    ident.register_to_config(kind_thresholds=None, thresholds_given={"noise": {"rain": 1.0}})
+    assert {k for k, _, _ in ident.identify(img)} == everything - {"rain"}
+    ident.register_to_config(thresholds_given={"noise": {"rain": 1.0}}, kind_thresholds={"noise": 1.0})
+    assert {k for k, _, _ in ident.identify(img)} == everything - {"noise"}  # no noise: rain keeps its threshold
+    with pytest.raises(ValueError, match="does not report"):
+        DegradationIdentifier(channels=(8, 16), crop=32, thresholds_given={"noise": {"fog": 0.6}})
     with pytest.raises(ValueError, match="does not report"):
         DegradationIdentifier(kinds=["noise"], channels=(8, 16), crop=32, kind_thresholds={"haze": 0.6})
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

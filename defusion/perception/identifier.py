@@ -26,19 +26,23 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
     threshold: presence probability at or above which a kind is reported.
     kind_thresholds: per-kind overrides of ``threshold`` ({kind: probability}), e.g. a higher one for a kind whose
         false alarm costs a restoration more than a miss (``benchmarks/identifier_costs.py`` measures both).
+    thresholds_given: thresholds that apply while another kind is reported ({kind: {other kind: probability}}),
+        e.g. ``{"noise": {"haze": 0.55}}``: with noise found, haze needs 0.55. They can only raise a threshold.
     """
 
     @register_to_config
     def __init__(self, kinds=None, channels=(32, 64, 128, 192), crop: int = 128, threshold: float = 0.5,
-                 kind_thresholds: dict | None = None):  # fmt: skip
+                 kind_thresholds: dict | None = None, thresholds_given: dict | None = None):  # fmt: skip
         super().__init__()
         kinds = list(kinds or D.names())
-        unknown = sorted(set(kind_thresholds or {}) - set(kinds))
-        if unknown:
-            raise ValueError(f"kind_thresholds names kinds the identifier does not report: {unknown}; it reports {kinds}")
-        bad = {k: v for k, v in (kind_thresholds or {}).items() if not 0.0 <= float(v) <= 1.0}
-        if bad or not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"thresholds are probabilities in [0, 1], got threshold={threshold!r}, {bad or ''}")
+        given = thresholds_given or {}
+        named = set(kind_thresholds or {}) | set(given) | {k for v in given.values() for k in v}
+        if sorted(named - set(kinds)):
+            raise ValueError(f"thresholds name kinds the identifier does not report: {sorted(named - set(kinds))}; "
+                             f"it reports {kinds}")  # fmt: skip
+        values = [threshold, *(kind_thresholds or {}).values(), *(t for v in given.values() for t in v.values())]
+        if not all(0.0 <= float(v) <= 1.0 for v in values):
+            raise ValueError(f"thresholds are probabilities in [0, 1], got {values}")
         layers, c_in = [nn.Conv2d(3, channels[0], 3, padding=1), nn.SiLU()], channels[0]
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU(),
@@ -90,6 +94,10 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
         logits, sev = self(x)
         p, s = torch.sigmoid(logits).mean(0).float().cpu(), sev.mean(0).float().cpu()
         found = [(k, float(p[i]), float(s[i])) for i, k in enumerate(self.kinds) if p[i] >= self.threshold_of(k)]
+        reported = {k for k, _, _ in found}
+        for cond, raised in (self.config.thresholds_given or {}).items():
+            if cond in reported:
+                found = [f for f in found if f[1] >= raised.get(f[0], 0.0)]
         return sorted(found, key=lambda t: -t[1])
 
 
