@@ -51,6 +51,8 @@ def _pca_noise_sigma(img: np.ndarray, max_patch: int = 8) -> float:
         if stride:
             break
     patch, stride = (patch, stride) if stride else (2, 1)
+    while ((h - patch) // stride + 1) * ((w - patch) // stride + 1) > 80_000:  # bounded memory on huge images
+        stride += 1
     win = np.lib.stride_tricks.sliding_window_view(img.astype(np.float64), (patch, patch), axis=(0, 1))
     x = win[::stride, ::stride].reshape(-1, img.shape[2] * patch * patch)  # one row per patch, all channels
     x = x - x.mean(axis=0)
