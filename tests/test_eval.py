@@ -92,18 +92,30 @@ def test_synthetic_inputs_are_seeded_per_image():
     assert t.spec("kodim01") != t.spec("kodim02")
 
 
-@pytest.mark.parametrize("name", ["bm3d", "dcp", "unsharp", "wiener", "identity", "nlm"])
+@pytest.mark.parametrize("name", ["bm3d", "bm3d-pca", "dcp", "unsharp", "wiener", "identity", "nlm", "nlm-pca"])
 def test_classical_methods_keep_shape_and_range(name, photo):
     img = np.ascontiguousarray(photo[:48, :64])
     out = load_method(name)(img)
     assert out.shape == img.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
 
 
-def test_bm3d_denoises(photo):
+@pytest.mark.parametrize("name", ["bm3d", "bm3d-pca"])
+def test_bm3d_denoises(name, photo):
     gt = np.ascontiguousarray(photo[:64, :64])
     noisy = D.GaussianNoise(sigma=25).apply(gt, 0)
-    out = load_method("bm3d")(noisy)
+    out = load_method(name)(noisy)
     assert psnr(out, gt) > psnr(noisy, gt) + 4 and ssim(out, gt) > ssim(noisy, gt)
+
+
+def test_pca_baselines_read_the_pca_sigma(photo, monkeypatch):
+    import defusion.eval.methods as methods
+
+    seen = []
+    real = methods.estimate_noise_sigma
+    monkeypatch.setattr(methods, "estimate_noise_sigma", lambda img, method="wavelet": seen.append(method) or real(img, method))
+    img = np.ascontiguousarray(photo[:48, :64])
+    load_method("nlm-pca")(img), load_method("nlm")(img)
+    assert seen == ["pca", "wavelet"]
 
 
 @pytest.mark.skipif(not (SHARED / "CBSD68" / "gt").is_dir(), reason="shared data not present")
