@@ -41,6 +41,19 @@ def test_loss_falls_and_pipeline_is_saved(clean_dir, tmp_path):
     DefusionPipeline.from_pretrained(tmp_path / "pipeline")
 
 
+def test_fine_tune_keeps_blind_settings(clean_dir, tmp_path):
+    from defusion import DefusionPipeline
+
+    main(parse_args(base(clean_dir, tmp_path / "a", 2, "--val_holdout", "0", "--checkpointing_steps", "1000")))
+    start = DefusionPipeline.from_pretrained(tmp_path / "a" / "pipeline")
+    start.register_to_config(noise_estimator="wavelet", noise_scale=0.8)
+    start.save_pretrained(tmp_path / "start")
+    main(parse_args(base(clean_dir, tmp_path / "b", 2, "--val_holdout", "0", "--checkpointing_steps", "1000",
+                         "--pretrained_pipeline", str(tmp_path / "start"))))  # fmt: skip
+    tuned = DefusionPipeline.from_pretrained(tmp_path / "b" / "pipeline")
+    assert (tuned.config.noise_estimator, tuned.config.noise_scale) == ("wavelet", 0.8)
+
+
 def test_psnr_loss_trains(clean_dir, tmp_path):
     hist = main(parse_args(base(clean_dir, tmp_path, 30, "--val_holdout", "0", "--checkpointing_steps", "1000",
                                 "--loss", "psnr")))  # fmt: skip

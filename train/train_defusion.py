@@ -297,7 +297,10 @@ def main(args):
     if args.pretrained_pipeline:
         base = DefusionPipeline.from_pretrained(args.pretrained_pipeline, dtype=torch.float32)
         unet, bridge, adapter, tokenizer = base.unet, base.bridge, base.adapter, base.tokenizer
+        # blind-mode settings chosen for the start model carry over to the fine-tuned one
+        blind = {k: base.config[k] for k in ("noise_estimator", "noise_scale") if k in base.config}
     else:
+        blind = {}
         unet = DefusionUNet.from_preset(args.preset)
         tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else DegradationTokenizer.from_preset(args.preset)
         fc = [args.bridge_width0] + unet.encoder_channels[1:] if args.bridge_width0 else None
@@ -500,7 +503,7 @@ def main(args):
             ema.copy_to(final.parameters())
         pipe = DefusionPipeline(unet=final.unet, bridge=final.bridge, adapter=final.adapter, tokenizer=tokenizer,
                                 scheduler=make_scheduler(args.prediction_type), diffusion_space=args.diffusion_space,
-                                ground=args.ground, text_encoder=text_encoder, text_tokenizer=text_tok)  # fmt: skip
+                                ground=args.ground, text_encoder=text_encoder, text_tokenizer=text_tok, **blind)  # fmt: skip
         pipe.save_pretrained(out / "pipeline")
         history.flush()
         (out / "run_config.json").write_text(json.dumps(loggable_config(args), indent=2))
