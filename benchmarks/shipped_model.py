@@ -35,6 +35,7 @@ import numpy as np
 from defusion import degradations as D
 from defusion.eval import evaluate
 from defusion.eval.methods import PipelineMethod
+from defusion.tiling import ensemble_passes
 from defusion.weights import resolve
 
 
@@ -71,11 +72,12 @@ def main(argv=None):
     p.add_argument("--sets", default="CBSD68,Kodak24")
     p.add_argument("--kinds", default="noise25,rain,haze,low_light,jpeg10")
     p.add_argument("--limit", type=int, default=None, help="first N images of each set")
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's default_steps)")
     p.add_argument("--baselines", default="nlm,bm3d", help="classical methods run on the noise tasks")
     p.add_argument("--out", default=None)
-    p.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=1, metavar="N",
-                   help="average N (2-32) rotated/flipped/shifted restorations of every image (alone: 8)")
+    p.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=None, metavar="N",
+                   help="average N (1-32) rotated/flipped/shifted restorations of every image (alone: 8; default: "
+                        "the model's default_self_ensemble)")
     p.add_argument("--no-latency", action="store_true", help="skip the 512 x 512 timing")
     p.add_argument("--modes", default="blind,instructed,mismatched", help="which of the three runs to make")
     args = p.parse_args(argv)
@@ -108,8 +110,13 @@ def main(argv=None):
     if not args.no_latency:
         lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
-    how = "one pass" if method.restorer else f"{args.steps} steps"
-    how += f", {args.self_ensemble}-pass self-ensemble" if args.self_ensemble > 1 else ""
+    if method.restorer:
+        how = "one pass"
+    else:  # what ran: the flags, or the model's defaults where they were not given
+        cfg = method.pipe.config
+        steps = cfg.default_steps if args.steps is None else args.steps
+        passes = ensemble_passes(cfg.default_self_ensemble if args.self_ensemble is None else args.self_ensemble)
+        how = f"{steps} steps" + (f", {passes}-pass self-ensemble" if passes > 1 else "")
     print(f"\n{args.model}, {how}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
     print("| task | n | input | blind | instructed | " + "".join(f"{b} | " for b in base) + "mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")

@@ -255,12 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a shipped model (defusion.weights.available(): defusion-small, dfpir-small) or a saved "
                          "DefusionPipeline / RestorerPipeline folder")
     pr.add_argument("--instruction", default="auto", help="auto (blind), none, or names like rain+noise")
-    pr.add_argument("--steps", type=int, default=4)
+    pr.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, see its card)")
     pr.add_argument("--tile", type=int, default=512)
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=1, metavar="N",
-                    help="average N (2, 4, 8, 16 or 32; alone: 8) restorations of rotated/flipped/shifted copies: "
-                         "N times slower, better")
+    pr.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=None, metavar="N",
+                    help="average N (1, 2, 4, 8, 16 or 32; alone: 8) restorations of rotated/flipped/shifted copies: "
+                         "N times slower, better (default: the model's, see its card)")
     pr.add_argument("--compare", default=None, metavar="PNG", help="also write input | instruction | output")
     pr.set_defaults(fn=_restore)
 

@@ -107,11 +107,20 @@ def ensemble_passes(self_ensemble: bool | int) -> int:
     return self_ensemble
 
 
-def ensemble_plan(passes: int) -> list[tuple[int, int, int]]:
-    """(dihedral mode, shift down, shift right) of each pass of a ``passes``-pass self-ensemble."""
+def ensemble_plan(passes: int, modes=tuple(range(8)), shifts: bool = True) -> list[tuple[int, int, int]]:
+    """(dihedral mode, shift down, shift right) of each pass of a ``passes``-pass self-ensemble.
+
+    ``modes`` and ``shifts`` restrict the views to those the degradation is invariant to
+    (``defusion.degradations.ensemble_symmetry``): the plan is then the first ``passes`` allowed views of the
+    32-pass plan, and fewer than ``passes`` where fewer views are allowed (one, the identity, for JPEG)."""
     if passes not in ENSEMBLE_SIZES:
         raise ValueError(f"passes must be one of {ENSEMBLE_SIZES}, got {passes}")
-    return [(i % 8, *_PHASES[(i + i // 8) % 4]) for i in range(passes)]
+    modes = set(modes)
+    if not modes or not modes <= set(range(8)):
+        raise ValueError(f"modes must be a non-empty subset of 0..7, got {sorted(modes)}")
+    full = [(i % 8, *_PHASES[(i + i // 8) % 4]) for i in range(32)]
+    allowed = [v for v in full if v[0] in modes and (shifts or v[1:] == (0, 0))] or [(0, 0, 0)]
+    return allowed[:passes]
 
 
 def ensemble_view(x: torch.Tensor, mode: int, dy: int, dx: int) -> torch.Tensor:

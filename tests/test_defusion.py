@@ -220,6 +220,27 @@ def test_save_load_round_trip(pipe, tmp_path):
     assert back.config.noise_estimator == "pca" and back.config.noise_scale == 0.8  # blind mode's settings persist
 
 
+def test_saved_defaults_for_steps_and_ensemble(pipe, tmp_path):
+    img = rand_img(24, 32)
+    explicit = run(pipe, img, instruction="noise", num_inference_steps=1, self_ensemble=4).images
+    assert (pipe.config.default_steps, pipe.config.default_self_ensemble) == (4, 1)  # the paper's sampler
+    np.testing.assert_array_equal(run(pipe, img, instruction="noise").images,
+                                  run(pipe, img, instruction="noise", num_inference_steps=4, self_ensemble=1).images)
+    pipe.register_to_config(default_steps=1, default_self_ensemble=4)
+    try:
+        pipe.save_pretrained(tmp_path / "p")
+    finally:
+        pipe.register_to_config(default_steps=4, default_self_ensemble=1)
+    back = DefusionPipeline.from_pretrained(tmp_path / "p")
+    back.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(run(back, img, instruction="noise").images, explicit, atol=1e-5)  # its defaults
+    np.testing.assert_allclose(run(back, img, instruction="noise", num_inference_steps=4, self_ensemble=1).images,
+                               run(pipe, img, instruction="noise").images, atol=1e-5)  # arguments still win
+    for bad in (dict(default_steps=0), dict(default_steps=2.5), dict(default_self_ensemble=3)):
+        with pytest.raises(ValueError, match="default_steps|self_ensemble"):
+            DefusionPipeline.from_preset("tiny", **bad)
+
+
 def test_missing_weights_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises((OSError, ValueError)):
@@ -359,6 +380,41 @@ def test_ensemble_plan_mixes_orientations_and_grid_phases():
     for bad in (3, 0, 64, 2.0, "8"):
         with pytest.raises(ValueError, match="self_ensemble"):
             ensemble_passes(bad)
+
+
+def test_ensemble_plan_keeps_to_the_allowed_views():
+    from defusion.tiling import ensemble_plan
+
+    full = ensemble_plan(32)
+    for modes, shifts in (((0, 2, 4, 6), True), ((0, 4), True), ((0, 4), False), ((0,), False)):
+        plan = ensemble_plan(32, modes=modes, shifts=shifts)
+        assert plan == [v for v in full if v[0] in modes and (shifts or v[1:] == (0, 0))]  # the full plan's order
+        assert len(plan) == len(modes) * (4 if shifts else 1) and plan[0] == (0, 0, 0)
+        assert ensemble_plan(4, modes=modes, shifts=shifts) == plan[:4]
+    haze4 = ensemble_plan(4, modes=(0, 4))
+    assert {m for m, _, _ in haze4} == {0, 4} and len({v[1:] for v in haze4}) == 2  # flips and grid phases mixed
+    for bad in ((), (8,), (-1, 0)):
+        with pytest.raises(ValueError, match="modes"):
+            ensemble_plan(4, modes=bad)
+
+
+def test_self_ensemble_skips_views_the_degradation_is_not_invariant_to(pipe):
+    from defusion.tiling import ensemble_plan, ensemble_unview, ensemble_view
+
+    x = torch.from_numpy(rand_img(20, 28)).permute(2, 0, 1)
+    kw = dict(output_type="pt")
+    for name, modes, shifts in (("rain", (0, 2, 4, 6), True), ("haze+noise", (0, 4), True)):
+        views = ensemble_plan(4, modes=modes, shifts=shifts)
+        assert pipe.ensemble_views(4, [pipe.make_instruction(name)]) == views
+        manual = sum(ensemble_unview(run(pipe, ensemble_view(x, *v), instruction=name, **kw).images[0], *v)
+                     for v in views) / len(views)  # fmt: skip
+        ens = run(pipe, x, instruction=name, self_ensemble=4, **kw).images[0]
+        torch.testing.assert_close(ens, manual, atol=1e-5, rtol=0)
+    # JPEG's block grid allows no other view: the ensemble is the plain pass
+    plain = run(pipe, x, instruction="jpeg10", **kw).images[0]
+    torch.testing.assert_close(run(pipe, x, instruction="jpeg10", self_ensemble=8, **kw).images[0], plain, atol=0, rtol=0)
+    # no instruction, or Gaussian noise alone: all 8 rotations/flips
+    assert pipe.ensemble_views(8, [None]) == pipe.ensemble_views(8, [pipe.make_instruction("noise")]) == ensemble_plan(8)
 
 
 def test_self_ensemble_averages_its_views(pipe):

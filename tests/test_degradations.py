@@ -200,3 +200,30 @@ def test_random_training_mixtures():
     for s in specs:
         if len(s.steps) > 1:
             assert len({x.name for x in s.steps}) == len(s.steps), "a mixture repeats a kind"
+
+
+def test_declared_ensemble_symmetries_match_the_operators():
+    """Rain streaks run near vertically and haze is thicker at the top: the dihedral modes each declares keep
+    that, and the modes it leaves out break it (the test-time ensemble relies on these declarations)."""
+    import torch
+
+    from defusion.tiling import dihedral
+
+    def streak_ratio(layer):  # > 1: structures run vertically (rows change less than columns)
+        return np.abs(np.diff(layer, axis=1)).mean() / np.abs(np.diff(layer, axis=0)).mean()
+
+    def top_minus_bottom(layer):
+        h = layer.shape[0]
+        return layer[: h // 3].mean() - layer[-(h // 3):].mean()
+
+    grey = np.full((96, 96, 3), 0.3, np.float32)
+    rain = D.Rain.sample(rng=0, severity=0.8).apply(grey, rng=1).mean(-1) - 0.3
+    haze = D.Haze.sample(rng=0, severity=0.8).apply(grey, rng=1).mean(-1) - 0.3
+    assert streak_ratio(rain) > 1.5 and top_minus_bottom(haze) > 0.05
+    view = lambda a, m: dihedral(torch.from_numpy(np.ascontiguousarray(a)), m).numpy()  # noqa: E731
+    for m in range(8):
+        assert (streak_ratio(view(rain, m)) > 1.5) == (m in D.Rain.dihedral_modes)
+        assert (top_minus_bottom(view(haze, m)) > 0.05) == (m in D.Haze.dihedral_modes)
+    assert D.ensemble_symmetry(D.parse("rain+noise")) == ((0, 2, 4, 6), True)
+    assert D.ensemble_symmetry(D.parse("haze+jpeg")) == ((0,), False)
+    assert D.ensemble_symmetry(None) == D.ensemble_symmetry(D.parse("noise+low_light")) == (tuple(range(8)), True)

@@ -46,12 +46,13 @@ def test_fine_tune_keeps_blind_settings(clean_dir, tmp_path):
 
     main(parse_args(base(clean_dir, tmp_path / "a", 2, "--val_holdout", "0", "--checkpointing_steps", "1000")))
     start = DefusionPipeline.from_pretrained(tmp_path / "a" / "pipeline")
-    start.register_to_config(noise_estimator="wavelet", noise_scale=0.8)
+    start.register_to_config(noise_estimator="wavelet", noise_scale=0.8, default_steps=1, default_self_ensemble=4)
     start.save_pretrained(tmp_path / "start")
     main(parse_args(base(clean_dir, tmp_path / "b", 2, "--val_holdout", "0", "--checkpointing_steps", "1000",
                          "--pretrained_pipeline", str(tmp_path / "start"))))  # fmt: skip
     tuned = DefusionPipeline.from_pretrained(tmp_path / "b" / "pipeline")
     assert (tuned.config.noise_estimator, tuned.config.noise_scale) == ("wavelet", 0.8)
+    assert (tuned.config.default_steps, tuned.config.default_self_ensemble) == (1, 4)
 
 
 def test_psnr_loss_trains(clean_dir, tmp_path):

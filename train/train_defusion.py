@@ -297,8 +297,9 @@ def main(args):
     if args.pretrained_pipeline:
         base = DefusionPipeline.from_pretrained(args.pretrained_pipeline, dtype=torch.float32)
         unet, bridge, adapter, tokenizer = base.unet, base.bridge, base.adapter, base.tokenizer
-        # blind-mode settings chosen for the start model carry over to the fine-tuned one
-        blind = {k: base.config[k] for k in ("noise_estimator", "noise_scale") if k in base.config}
+        # blind-mode and inference settings chosen for the start model carry over to the fine-tuned one
+        keep = ("noise_estimator", "noise_scale", "default_steps", "default_self_ensemble")
+        blind = {k: base.config[k] for k in keep if k in base.config}
     else:
         blind = {}
         unet = DefusionUNet.from_preset(args.preset)

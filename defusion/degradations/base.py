@@ -79,6 +79,13 @@ class Degradation:
     aliases: ClassVar[tuple[str, ...]] = ()
     primary: ClassVar[str | None] = None  # field set by a number in a name string, e.g. "noise25"
     identity_at_zero: ClassVar[bool] = True  # False where severity 0 can only be near-identity (JPEG)
+    # The rotations/flips (numbered as ``defusion.tiling.dihedral``: 0 identity, 1-3 rotations by 90/180/270
+    # degrees, 4-7 the same after a left-right flip) that map a sample of this degradation onto one it could
+    # have drawn. Training applies them to the clean crop before degrading it, so a test-time ensemble
+    # (``defusion.tiling.ensemble_plan``) must keep to these: rotated rain streaks or upside-down haze are
+    # inputs the model has never seen (``ensemble_symmetry``).
+    dihedral_modes: ClassVar[tuple[int, ...]] = (0, 1, 2, 3, 4, 5, 6, 7)
+    grid_shifts: ClassVar[bool] = True  # False where a one-pixel shift moves it off a pixel grid (JPEG blocks)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -208,6 +215,15 @@ class Compose(Degradation):
 
     def __repr__(self) -> str:
         return f"Compose({list(self.steps_)!r})"
+
+
+def ensemble_symmetry(spec: Degradation | None) -> tuple[tuple[int, ...], bool]:
+    """(dihedral modes, grid shifts allowed) that every step of ``spec`` is invariant to; None: all of them."""
+    modes, shifts = set(range(8)), True
+    for step in (spec.steps if spec is not None else ()):
+        modes &= set(step.dihedral_modes)
+        shifts = shifts and step.grid_shifts
+    return tuple(sorted(modes)), shifts
 
 
 def from_dict(d: dict[str, Any]) -> Degradation:

@@ -21,6 +21,8 @@ class JPEG(Degradation):
 
     name = "jpeg"
     aliases = ("compression", "jpeg_compression", "deblock")
+    dihedral_modes = (0,)  # 8 x 8 blocks from the top-left corner, asymmetric quantisation tables
+    grid_shifts = False
     primary = "quality"
     identity_at_zero = False
 

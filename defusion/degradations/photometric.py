@@ -68,6 +68,7 @@ class Underwater(Degradation):
 
     name = "underwater"
     aliases = ("water", "underwater_enhancement")
+    dihedral_modes = (0, 4)  # far at the top: only a left-right flip keeps it upright
 
     def __post_init__(self):
         self._check("distance", 0.0, 20.0)

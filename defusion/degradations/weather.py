@@ -51,6 +51,7 @@ class Haze(Degradation):
 
     name = "haze"
     aliases = ("fog", "dehaze", "hazy")
+    dihedral_modes = (0, 4)  # far at the top: only a left-right flip keeps it upright
     primary = "beta"
 
     def __post_init__(self):
@@ -93,6 +94,7 @@ class Rain(Degradation):
 
     name = "rain"
     aliases = ("derain", "rain_streak", "rain_streaks", "rainy")
+    dihedral_modes = (0, 2, 4, 6)  # streaks near vertical (angle symmetric about 0): no 90-degree turns
 
     def __post_init__(self):
         self._check("density", 0.0, 10.0)
@@ -145,6 +147,7 @@ class Raindrop(Degradation):
 
     name = "raindrop"
     aliases = ("raindrops", "drops", "water_drops")
+    dihedral_modes = (0, 4)  # each drop shows the scene above it: only a left-right flip keeps it upright
 
     def __post_init__(self):
         self._check("count", 0.0, 500.0)
@@ -212,6 +215,7 @@ class Snow(Degradation):
 
     name = "snow"
     aliases = ("desnow", "snowy", "snowflakes")
+    dihedral_modes = (0, 2, 4, 6)  # wind streaks near vertical (angle symmetric about 0): no 90-degree turns
 
     def __post_init__(self):
         self._check("density", 0.0, 5.0)

@@ -47,8 +47,8 @@ class PipelineMethod:
     """A saved DefusionPipeline or RestorerPipeline as a blind method of the harness. ``instruction``: "auto",
     degradation names or None (a DefusionPipeline's instruction, a RestorerPipeline's ``degradation``)."""
 
-    def __init__(self, folder, instruction="auto", steps: int = 4, tile_size: int | None = 512,
-                 self_ensemble: bool | int = False):
+    def __init__(self, folder, instruction="auto", steps: int | None = None, tile_size: int | None = 512,
+                 self_ensemble: bool | int | None = None):
         import torch
 
         from ..pipelines import RestorerPipeline, pipeline_class

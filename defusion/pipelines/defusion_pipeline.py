@@ -52,7 +52,9 @@ class DefusionPipeline(DiffusionPipeline):
     no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation),
     ``ground`` ("pool", or "blank" / "simple" for the grounding ablations), and for blind mode
     ``noise_estimator`` ("pca" or "wavelet", ``defusion.degradations.noise.estimate_noise_sigma``) with
-    ``noise_scale`` (the instructed sigma is ``noise_scale`` x the estimate)."""
+    ``noise_scale`` (the instructed sigma is ``noise_scale`` x the estimate). ``default_steps`` and
+    ``default_self_ensemble`` are what a call without ``num_inference_steps`` / ``self_ensemble`` runs (4 DDIM
+    steps and one pass, as in the paper, unless a saved model says otherwise: its model card says why)."""
 
     model_cpu_offload_seq = "text_encoder->identifier->tokenizer->bridge->unet"
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
@@ -78,6 +80,8 @@ class DefusionPipeline(DiffusionPipeline):
         ground: str = "pool",
         noise_estimator: str = "pca",
         noise_scale: float = 1.0,
+        default_steps: int = 4,
+        default_self_ensemble: int = 1,
     ):
         super().__init__()
         check_space(diffusion_space)
@@ -87,6 +91,9 @@ class DefusionPipeline(DiffusionPipeline):
             raise ValueError(f"noise_estimator must be one of {NOISE_ESTIMATORS}, got {noise_estimator!r}")
         if not 0.0 < float(noise_scale) <= 2.0:
             raise ValueError(f"noise_scale must be in (0, 2], got {noise_scale!r}")
+        if isinstance(default_steps, bool) or not isinstance(default_steps, int) or default_steps < 1:
+            raise ValueError(f"default_steps must be a positive integer, got {default_steps!r}")
+        ensemble_passes(default_self_ensemble)  # raises on anything but 1, 2, 4, 8, 16, 32 (or a bool)
         if tokenizer.token_dim != adapter.config.token_dim:
             raise ValueError(f"tokenizer tokens are {tokenizer.token_dim}-d but the adapter expects {adapter.config.token_dim}")
         if text_encoder is not None and text_encoder.config.hidden_size != unet.config.cross_attention_dim:
@@ -99,8 +106,9 @@ class DefusionPipeline(DiffusionPipeline):
             text_encoder=text_encoder, text_tokenizer=text_tokenizer,
         )  # fmt: skip
         self.register_to_config(
-            diffusion_space=diffusion_space, ground=ground, noise_estimator=noise_estimator, noise_scale=float(noise_scale)
-        )
+            diffusion_space=diffusion_space, ground=ground, noise_estimator=noise_estimator, noise_scale=float(noise_scale),
+            default_steps=default_steps, default_self_ensemble=ensemble_passes(default_self_ensemble),
+        )  # fmt: skip
         adapter.attach(unet)
 
     # ---- construction -------------------------------------------------------------------------
@@ -183,13 +191,24 @@ class DefusionPipeline(DiffusionPipeline):
             tokens[given] = res.to(device=device, dtype=dtype)
         return self.adapter(tokens)
 
+    @staticmethod
+    def ensemble_views(passes: int, instructions: list[VisualInstruction | None]) -> list[tuple[int, int, int]]:
+        """The self-ensemble's views for images restored together: only rotations/flips and grid shifts that
+        every instruction's degradations are invariant to (``D.ensemble_symmetry``), so no pass shows the
+        model sideways rain or upside-down haze; fewer than ``passes`` views where fewer are allowed."""
+        modes, shifts = set(range(8)), True
+        for inst in instructions:
+            m, sh = D.ensemble_symmetry(inst.spec if inst is not None else None)
+            modes, shifts = modes & set(m), shifts and sh
+        return ensemble_plan(passes, modes=tuple(sorted(modes)) or (0,), shifts=shifts)
+
     # ---- the call -----------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
         self,
         image,
         instruction: Any = None,
-        num_inference_steps: int = 4,
+        num_inference_steps: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -200,7 +219,7 @@ class DefusionPipeline(DiffusionPipeline):
         instruction_scale: float | None = None,
         eta: float = 0.0,
         instruction_seed: int = 0,
-        self_ensemble: bool | int = False,
+        self_ensemble: bool | int | None = None,
     ):
         """Restore ``image``.
 
@@ -210,7 +229,7 @@ class DefusionPipeline(DiffusionPipeline):
             instruction: what to remove: a ``VisualInstruction``, a degradation spec, a name string like
                 ``"rain+noise"``, ``"auto"`` (blind: the identifier decides), None (no instruction), or a list
                 with one of those per image.
-            num_inference_steps: DDIM steps (4 in the paper).
+            num_inference_steps: DDIM steps (4 in the paper); None: the pipeline's ``default_steps``.
             generator: torch generator(s) for the initial noise; with ``eta=0`` the result is deterministic.
             output_type: ``"pil"``, ``"np"`` (BHWC) or ``"pt"`` (BCHW), in [0, 1].
             tile_size / tile_overlap: images larger than ``tile_size`` are processed in overlapping tiles at every
@@ -224,11 +243,16 @@ class DefusionPipeline(DiffusionPipeline):
             self_ensemble: average several restorations of each image, each of it rotated/flipped and moved by a
                 one-pixel grid shift (``defusion.tiling.ensemble_plan``), every pass from the same initial noise
                 state: True for 8 passes, or the number of passes (1, 2, 4, 8, 16 or 32); N passes take N times as
-                long. On sigma-25 noise 4 passes give most of the gain (model card).
+                long. On sigma-25 noise 4 passes give most of the gain (model card). Only views the instruction's
+                degradations are invariant to are used (``ensemble_views``): no 90-degree turns for rain or snow,
+                only left-right flips for haze, underwater and raindrops, one pass for JPEG. None: the pipeline's
+                ``default_self_ensemble``.
         """
-        passes = ensemble_passes(self_ensemble)
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        passes = ensemble_passes(self.config.default_self_ensemble if self_ensemble is None else self_ensemble)
+        if num_inference_steps is None:
+            num_inference_steps = self.config.default_steps
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
         check_output_type(output_type)
         if tile_size is not None and tile_size % self.multiple:
             raise ValueError(f"tile_size must be a multiple of {self.multiple}, got {tile_size}")
@@ -263,14 +287,15 @@ class DefusionPipeline(DiffusionPipeline):
             x = to_model_batch([images[i] for i in idx], device, dtype)
             text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
             g = [gens[i] for i in idx]
-            if passes == 1:
+            views = self.ensemble_views(passes, [insts[i] for i in idx])
+            if len(views) == 1:  # one pass, or an instruction that allows no other view (JPEG)
                 restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
             else:  # every pass starts from a copy of the same generator state, so each pass is a plain call
                 restored = sum(
                     ensemble_unview(self._restore(ensemble_view(x, *view), tokens[idx], text, num_inference_steps,
                                                   [_copy(gen) for gen in g] if any(g) else None, tile_size, tile_overlap, eta), *view)
-                    for view in ensemble_plan(passes)
-                ) / passes
+                    for view in views
+                ) / len(views)
             for j, i in enumerate(idx):
                 results[i] = restored[j]
         outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
