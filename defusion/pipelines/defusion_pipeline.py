@@ -291,9 +291,12 @@ class DefusionPipeline(DiffusionPipeline):
             if len(views) == 1:  # one pass, or an instruction that allows no other view (JPEG)
                 restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
             else:  # every pass starts from a copy of the same generator state, so each pass is a plain call
+                # a view is up to one pixel larger than the image: a tile one multiple larger keeps an image that fits
+                # one tile in one tile (a 512 px image would otherwise run its shifted views as four tiles)
+                view_tile = None if tile_size is None else tile_size + self.multiple
                 restored = sum(
                     ensemble_unview(self._restore(ensemble_view(x, *view), tokens[idx], text, num_inference_steps,
-                                                  [_copy(gen) for gen in g] if any(g) else None, tile_size, tile_overlap, eta), *view)
+                                                  [_copy(gen) for gen in g] if any(g) else None, view_tile, tile_overlap, eta), *view)
                     for view in views
                 ) / len(views)
             for j, i in enumerate(idx):
