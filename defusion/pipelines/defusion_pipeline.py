@@ -196,11 +196,8 @@ class DefusionPipeline(DiffusionPipeline):
         """The self-ensemble's views for images restored together: only rotations/flips and grid shifts that
         every instruction's degradations are invariant to (``D.ensemble_symmetry``), so no pass shows the
         model sideways rain or upside-down haze; fewer than ``passes`` views where fewer are allowed."""
-        modes, shifts = set(range(8)), True
-        for inst in instructions:
-            m, sh = D.ensemble_symmetry(inst.spec if inst is not None else None)
-            modes, shifts = modes & set(m), shifts and sh
-        return ensemble_plan(passes, modes=tuple(sorted(modes)) or (0,), shifts=shifts)
+        modes, shifts = D.ensemble_symmetry(D.Compose([i.spec for i in instructions if i is not None]))
+        return ensemble_plan(passes, modes=modes, shifts=shifts)
 
     # ---- the call -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -251,7 +248,7 @@ class DefusionPipeline(DiffusionPipeline):
         passes = ensemble_passes(self.config.default_self_ensemble if self_ensemble is None else self_ensemble)
         if num_inference_steps is None:
             num_inference_steps = self.config.default_steps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
         check_output_type(output_type)
         if tile_size is not None and tile_size % self.multiple:
