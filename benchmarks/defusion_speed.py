@@ -4,7 +4,7 @@ forward at the same size (or per tile), with FLOPs and achieved GFLOP/s.
     python benchmarks/defusion_speed.py [--preset small] [--sizes 256,512,1024] [--threads 2] [--steps 4]
 
 Each size runs in a fresh subprocess (peak resident memory = ru_maxrss there, minus the footprint after model
-construction). Weights are random: speed does not depend on them. The U-Net forward includes the bridge.
+construction). Weights are random: speed does not depend on them. The U-Net forward is the whole denoiser (U-Net + bridge + adapter).
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ pipe.set_progress_bar_config(disable=True)
 img = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
 side = min(size, tile)
 x = torch.rand(1, 3, side, side) * 2 - 1
-text = torch.zeros(1, 1, pipe.unet.config.cross_attention_dim)
-tok = pipe.adapter(torch.zeros(1, pipe.tokenizer.num_tokens, pipe.tokenizer.token_dim))
+tok = torch.zeros(1, pipe.degradation_tokenizer.num_tokens, pipe.degradation_tokenizer.token_dim)
 def fwd():
     with torch.no_grad():
-        return pipe.unet(x, 999, (text, [tok]), bridge_features=pipe.bridge(x),
-                              modulate_skip=pipe.bridge.config.modulate_skip).sample
+        return pipe.denoiser(x, 999, x, tok)
 fwd()
 with FlopCounterMode(display=False) as fc:
     fwd()

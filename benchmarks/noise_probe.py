@@ -24,8 +24,7 @@ from torch import nn
 from defusion.data.restoration import SyntheticDegradationDataset, list_images
 from defusion.degradations import parse
 from defusion.images import load_image
-from defusion.models.bridge import ImageRestorationBridge
-from defusion.models.unet import DefusionUNet
+from defusion.models import DefusionDenoiser, DefusionUNet, ImageRestorationBridge, VisualInstructionAdapter
 
 
 def build(args):
@@ -40,14 +39,11 @@ def build(args):
     if args.bridge_width0:
         fc = [args.bridge_width0] + list(unet.encoder_channels[1:])
     bridge = ImageRestorationBridge.for_unet(unet, feature_channels=fc, num_res_blocks=args.bridge_blocks)
-    text = torch.zeros(1, 1, unet.config.cross_attention_dim)
+    denoiser = DefusionDenoiser(unet, bridge, VisualInstructionAdapter.from_unet(unet))
 
-    def f(lq):
-        b = lq.shape[0]
+    def f(lq):  # no instruction: the instruction branch is off, so only the U-Net and the bridge learn
         y_t = lq if args.variant == "direct" else torch.randn_like(lq)
-        t = torch.full((b,), 999)
-        return unet(y_t, t, text.expand(b, -1, -1), bridge_features=bridge(lq),
-                    modulate_skip=bridge.config.modulate_skip).sample  # fmt: skip
+        return denoiser(y_t, torch.full((lq.shape[0],), 999), lq, None, instruction_scale=0.0)
 
     return list(unet.parameters()) + list(bridge.parameters()), f
 

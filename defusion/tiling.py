@@ -29,6 +29,13 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list
     return sorted(set(starts))
 
 
+def tile_count(height: int, width: int, tile: int | None, overlap: int = 32, multiple: int = 1) -> int:
+    """How many times ``tiled_apply`` calls its function on a (height, width) input."""
+    if tile is None or (height <= tile and width <= tile):
+        return 1
+    return len(tile_starts(height, min(tile, height), overlap, multiple)) * len(tile_starts(width, min(tile, width), overlap, multiple))
+
+
 def blend_window(h: int, w: int, top: int, left: int, H: int, W: int, overlap: int, device, dtype) -> torch.Tensor:
     """Weights for a tile: 1 inside, a linear ramp over ``overlap`` pixels towards interior borders."""
 

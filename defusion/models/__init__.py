@@ -6,6 +6,7 @@ from diffusers import ModelMixin  # noqa: F401  (the pipeline loader looks it up
 from .adapter import DegradationAttnProcessor, VisualInstructionAdapter, cross_attention_layers
 from .bridge import ImageRestorationBridge
 from .clearair import ClearAIR
+from .denoiser import DefusionDenoiser
 from .dfpir import DFPIR
 from .perceive_ir import PerceiveIR
 from .promptir import PromptIR
@@ -16,6 +17,7 @@ from .unet import DefusionUNet
 __all__ = [
     "ClearAIR",
     "DFPIR",
+    "DefusionDenoiser",
     "DefusionUNet",
     "DegradationAttnProcessor",
     "DegradationTokenizer",

@@ -2,14 +2,13 @@
 
 IP-Adapter style (Defusion Sec. 3.3): every cross-attention layer (``attn2``) of the U-Net gets a second
 attention over the degradation tokens, with the same query and its own key/value projections, added to the
-text cross-attention with a per-layer scale:
+text cross-attention with a scale given per call (default ``config.scale``):
 
-    out = Attn(q, K_text, V_text) + scale_l * Attn(q, K_ip(z), V_ip(z)),    z = code_proj(tokens)
+    out = Attn(q, K_text, V_text) + scale * Attn(q, K_ip(z), V_ip(z)),    z = code_proj(tokens)
 
 The text branch is kept, so an optional text instruction still works. The new ``to_k_ip`` / ``to_v_ip`` start as
 copies of the layer's own ``to_k`` / ``to_v``. All new weights live in this component (so they are saved with it,
-not inside the U-Net); ``attach(unet)`` installs processors that use them. The processors are diffusers'
-``IPAdapterAttnProcessor2_0`` with references to this module's linears.
+not inside the U-Net); ``attach(unet)`` installs processors that use them (``DefusionDenoiser`` does, once).
 """
 
 from __future__ import annotations
@@ -17,22 +16,59 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.attention_processor import AttnProcessor2_0, IPAdapterAttnProcessor2_0
+from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
 
-class DegradationAttnProcessor(IPAdapterAttnProcessor2_0):
-    """``IPAdapterAttnProcessor2_0`` whose k/v projections belong to the adapter (not registered in the U-Net)."""
+class DegradationAttnProcessor(nn.Module):
+    """Decoupled cross-attention (IP-Adapter style) whose token k/v projections belong to the adapter.
 
-    def __init__(self, to_k_ip: nn.Linear, to_v_ip: nn.Linear, scale: float = 1.0):
-        nn.Module.__init__(self)
-        self.hidden_size, self.cross_attention_dim = to_k_ip.out_features, to_k_ip.in_features
-        self.num_tokens = (0,)
-        self.scale = [scale]
-        object.__setattr__(self, "to_k_ip", [to_k_ip])  # plain lists: not part of unet.state_dict()
-        object.__setattr__(self, "to_v_ip", [to_v_ip])
+    ``encoder_hidden_states`` is ``(text, [tokens])`` or ``(text, [tokens], scale)``: the query attends to the text
+    with the layer's own ``to_k`` / ``to_v`` and to the degradation tokens with ``to_k_ip`` / ``to_v_ip``, and
+    ``out = to_out(Attn(q, text) + scale * Attn(q, tokens))``. ``scale`` is a float or a (B,) tensor given with
+    each call (``DefusionDenoiser`` passes it), so nothing about a call stays on the processor. A plain tensor
+    (no tuple) is text only. Computes what diffusers' ``IPAdapterAttnProcessor2_0`` computes for one adapter.
+    """
+
+    def __init__(self, to_k_ip: nn.Linear, to_v_ip: nn.Linear):
+        super().__init__()
+        # plain attributes, not submodules: the weights are saved with the adapter, not in unet.state_dict()
+        object.__setattr__(self, "to_k_ip", to_k_ip)
+        object.__setattr__(self, "to_v_ip", to_v_ip)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+        if attention_mask is not None or attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
+            raise ValueError("DegradationAttnProcessor supports plain (B, L, C) cross-attention without masks")
+        tokens, scale = None, 0.0
+        if isinstance(encoder_hidden_states, tuple):
+            text, ip, *rest = encoder_hidden_states
+            tokens, scale = ip[0], (rest[0] if rest else 1.0)
+        else:
+            text = encoder_hidden_states
+        b = hidden_states.shape[0]
+        query = attn.to_q(hidden_states)
+        if attn.norm_cross:
+            text = attn.norm_encoder_hidden_states(text)
+        head_dim = query.shape[-1] // attn.heads
+
+        def heads(x):
+            return x.view(b, -1, attn.heads, head_dim).transpose(1, 2)
+
+        query = heads(query)
+        out = F.scaled_dot_product_attention(query, heads(attn.to_k(text)), heads(attn.to_v(text)))
+        if tokens is not None:
+            ip_out = F.scaled_dot_product_attention(query, heads(self.to_k_ip(tokens)), heads(self.to_v_ip(tokens)))
+            if isinstance(scale, torch.Tensor):
+                scale = scale.to(ip_out.dtype).view(-1, 1, 1, 1)
+            out = out + scale * ip_out
+        out = out.transpose(1, 2).reshape(b, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
 
 
 def cross_attention_layers(unet: UNet2DConditionModel) -> list[str]:
@@ -46,7 +82,7 @@ class VisualInstructionAdapter(ModelMixin, ConfigMixin):
     cross_attention_dim: the U-Net's ``cross_attention_dim``.
     layer_names: the U-Net's ``attn2`` processor names (``cross_attention_layers(unet)``).
     hidden_sizes: the inner dimension of each of those layers.
-    scale: the initial per-layer scale of the degradation branch.
+    scale: the default scale of the degradation branch (a call may give another: ``DefusionDenoiser``).
     """
 
     @register_to_config
@@ -64,8 +100,6 @@ class VisualInstructionAdapter(ModelMixin, ConfigMixin):
         self.code_proj = nn.Sequential(nn.Linear(token_dim, cross_attention_dim), nn.LayerNorm(cross_attention_dim))
         self.to_k_ip = nn.ModuleList([nn.Linear(cross_attention_dim, h, bias=False) for h in hidden_sizes])
         self.to_v_ip = nn.ModuleList([nn.Linear(cross_attention_dim, h, bias=False) for h in hidden_sizes])
-        self.layer_scales = [float(scale)] * len(hidden_sizes)
-        object.__setattr__(self, "_attached", None)  # the U-Net we installed processors on (not a submodule)
 
     @classmethod
     def from_unet(cls, unet: UNet2DConditionModel, token_dim: int = 256, scale: float = 1.0) -> "VisualInstructionAdapter":
@@ -97,30 +131,12 @@ class VisualInstructionAdapter(ModelMixin, ConfigMixin):
         return self.code_proj(tokens)
 
     def attach(self, unet: UNet2DConditionModel) -> None:
-        """Install the decoupled cross-attention processors on ``unet`` (self-attention keeps the default)."""
+        """Install the decoupled cross-attention processors on ``unet`` (self-attention keeps the default).
+        ``DefusionDenoiser`` does this once when it is built; nothing else needs to."""
         names = list(self.config.layer_names)
         if cross_attention_layers(unet) != names:
             raise ValueError("this adapter was built for a U-Net with other cross-attention layers")
-        procs = {}
-        by_name = dict(zip(names, zip(self.to_k_ip, self.to_v_ip, self.layer_scales)))
-        for n in unet.attn_processors:
-            if n in by_name:
-                k, v, s = by_name[n]
-                procs[n] = DegradationAttnProcessor(k, v, s)
-            else:
-                procs[n] = AttnProcessor2_0()
-        unet.set_attn_processor(procs)
-        object.__setattr__(self, "_attached", unet)
-
-    def set_scale(self, scale: float | Sequence[float]) -> None:
-        """Set the degradation branch's scale (one float, or one per layer); 0 switches the branch off."""
-        scales = [float(scale)] * len(self.layer_scales) if isinstance(scale, (int, float)) else [float(s) for s in scale]
-        if len(scales) != len(self.layer_scales):
-            raise ValueError(f"expected {len(self.layer_scales)} scales, got {len(scales)}")
-        self.layer_scales = scales
-        if len(set(scales)) == 1:  # persisted with save_pretrained
-            self.register_to_config(scale=scales[0])
-        if self._attached is not None:
-            procs = self._attached.attn_processors
-            for name, s in zip(self.config.layer_names, scales):
-                procs[name].scale = [s]
+        by_name = dict(zip(names, zip(self.to_k_ip, self.to_v_ip)))
+        unet.set_attn_processor(
+            {n: DegradationAttnProcessor(*by_name[n]) if n in by_name else AttnProcessor2_0() for n in unet.attn_processors}
+        )
