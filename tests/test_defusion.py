@@ -81,12 +81,12 @@ def test_adapter_copies_kv_and_is_decoupled(tmp_path):
         plain = unet(x, 3, text).sample
         adapter.attach(unet)
         assert not any("to_k_ip" in k for k in unet.state_dict()), "adapter weights must not live in the U-Net"
-        adapter.set_scale(0.0)
-        off = unet(x, 3, (text, [adapter(tok)])).sample
-        adapter.set_scale(1.0)
-        on = unet(x, 3, (text, [adapter(tok)])).sample
+        off = unet(x, 3, (text, [adapter(tok)], 0.0)).sample
+        on = unet(x, 3, (text, [adapter(tok)])).sample  # no scale given: 1
+        half = unet(x, 3, (text, [adapter(tok)], torch.tensor([0.5]))).sample
+        assert torch.equal(unet(x, 3, text).sample, plain)  # a plain tensor: text only
     torch.testing.assert_close(off, plain)  # scale 0: exactly the text-only U-Net
-    assert (on - plain).abs().max() > 1e-4
+    assert (on - plain).abs().max() > 1e-4 and (half - plain).abs().max() > 1e-4 and (half - on).abs().max() > 1e-4
     unet(x, 3, (text, [adapter(tok)])).sample.mean().backward()
     assert adapter.to_k_ip[0].weight.grad is not None and adapter.code_proj[0].weight.grad is not None
     adapter.save_pretrained(tmp_path / "a")
@@ -106,7 +106,7 @@ def test_from_unet_reshapes_latent_unet():
         assert torch.equal(d.conv_in.weight[:, :k], stock.conv_in.weight[:, :k])
         assert torch.equal(d.down_blocks[0].resnets[0].conv1.weight, stock.down_blocks[0].resnets[0].conv1.weight)
         assert d(torch.randn(1, 3, 16 * p, 16 * p), 1, torch.randn(1, 1, 8)).sample.shape == (1, 3, 16 * p, 16 * p)
-    tok = DefusionPipeline.from_preset("tiny").tokenizer
+    tok = DefusionPipeline.from_preset("tiny").degradation_tokenizer
     pipe = DefusionPipeline.from_unet(stock, tok, scheduler=make_scheduler("v_prediction"))
     assert pipe.scheduler.config.timestep_spacing == "trailing" and not pipe.scheduler.config.clip_sample
 
@@ -250,8 +250,17 @@ def test_missing_weights_folder(tmp_path):
 def test_ablation_switches():
     p = DefusionPipeline.from_preset("tiny", diffusion_space="image", ground="blank")
     p.set_progress_bar_config(disable=True)
-    assert p.make_instruction("rain").ground == "blank"
-    assert run(p, rand_img(16, 16), instruction="rain").images.shape == (1, 16, 16, 3)
+    inst = p.make_instruction("rain")
+    assert inst.ground == "blank" and not np.ptp(inst.null, axis=(0, 1)).any()  # a blank ground: one flat colour
+    # a U-Net that predicts y0 = 0 restores the input itself in degradation space (x_LQ - 0) and mid-grey in
+    # image space (y0 is the image): the two spaces differ in what the prediction means, not only in shape
+    img = rand_img(16, 16)
+    torch.nn.init.zeros_(p.unet.conv_out.weight)
+    torch.nn.init.zeros_(p.unet.conv_out.bias)
+    np.testing.assert_allclose(run(p, img, instruction="rain").images[0], 0.5, atol=1e-6)
+    degradation_space = DefusionPipeline(**p.components, diffusion_space="degradation")
+    degradation_space.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(run(degradation_space, img, instruction="rain").images[0], img, atol=1e-6)
     with pytest.raises(ValueError, match="diffusion space"):
         DefusionPipeline.from_preset("tiny", diffusion_space="latent")
     with pytest.raises(ValueError, match="ground"):
@@ -305,7 +314,12 @@ def test_text_instruction_path(tiny_clip, tmp_path):
     p.save_pretrained(tmp_path / "p")
     back = DefusionPipeline.from_pretrained(tmp_path / "p")
     back.set_progress_bar_config(disable=True)
-    assert back.adapter.config.scale == 0.0  # the scale is persisted
+    assert back.adapter.config.scale == 1.0  # a per-call scale is not saved
+    p.adapter.register_to_config(scale=0.0)  # a text-instruction model: the visual branch off by default
+    p.save_pretrained(tmp_path / "text")
+    back = DefusionPipeline.from_pretrained(tmp_path / "text")
+    back.set_progress_bar_config(disable=True)
+    assert back.adapter.config.scale == 0.0
     np.testing.assert_allclose(run(back, img, prompt="remove rain").images, a, atol=1e-5)
     plain = DefusionPipeline.from_preset("tiny")
     with pytest.raises(ValueError, match="text_encoder"):

@@ -62,7 +62,7 @@ class PipelineMethod:
         blind = isinstance(instruction, str) and instruction.strip().lower() == "auto"
         self.instruction = None if blind and self.pipe.identifier is None else instruction
         self.steps, self.tile_size, self.self_ensemble = steps, tile_size, self_ensemble
-        names = ("restorer",) if self.restorer else ("unet", "bridge", "adapter", "tokenizer")
+        names = ("restorer",) if self.restorer else ("unet", "bridge", "adapter", "degradation_tokenizer")
         self.num_parameters = sum(p.numel() for n in names for p in getattr(self.pipe, n).parameters())
 
     def __call__(self, img: np.ndarray) -> np.ndarray:

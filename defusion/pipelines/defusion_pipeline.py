@@ -13,13 +13,16 @@ low-quality image into AdaLN-Zero modulations, the U-Net predicts, the DDIM sche
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline
+from diffusers import DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -28,10 +31,12 @@ from .. import degradations as D
 from ..degradations.noise import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..diffusion import check_space, make_scheduler, restored_from
 from ..instructions import GROUND_KINDS, VisualInstruction
-from ..models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
+from ..models import DefusionDenoiser, DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
+from ..models.denoiser import check_scale
 from ..perception import DegradationIdentifier
-from ..tiling import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view, tiled_apply
+from ..tiling import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view, tile_count, tiled_apply
 from ..weights import resolve
+from .loading import PackagedPipeline, check_pipeline_folder
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
 
@@ -46,32 +51,41 @@ class DefusionPipelineOutput(BaseOutput):
     detected: list[list[tuple[str, float, float]]] | None = None  # instruction="auto": (kind, probability, severity)
 
 
-class DefusionPipeline(DiffusionPipeline):
+class DefusionPipeline(PackagedPipeline):
     """Components: ``unet`` (DefusionUNet), ``bridge`` (ImageRestorationBridge), ``adapter``
-    (VisualInstructionAdapter), ``tokenizer`` (DegradationTokenizer), ``scheduler`` (DDIMScheduler, trailing,
-    no clipping). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation),
+    (VisualInstructionAdapter), ``degradation_tokenizer`` (DegradationTokenizer: instruction images to tokens),
+    ``scheduler`` (DDIMScheduler, trailing, no clipping); optional ``identifier`` (blind mode) and the text pair
+    ``text_encoder`` / ``text_tokenizer`` (the text-instruction ablation). ``denoiser`` is the one conditioned
+    forward over unet + bridge + adapter (``DefusionDenoiser``). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation),
     ``ground`` ("pool", or "blank" / "simple" for the grounding ablations), and for blind mode
     ``noise_estimator`` ("pca" or "wavelet", ``defusion.degradations.noise.estimate_noise_sigma``) with
     ``noise_scale`` (the instructed sigma is ``noise_scale`` x the estimate). ``default_steps`` and
     ``default_self_ensemble`` are what a call without ``num_inference_steps`` / ``self_ensemble`` runs (4 DDIM
     steps and one pass, as in the paper, unless a saved model says otherwise: its model card says why)."""
 
-    model_cpu_offload_seq = "text_encoder->identifier->tokenizer->bridge->unet"
+    model_cpu_offload_seq = "text_encoder->identifier->degradation_tokenizer->bridge->unet"
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
     _optional_components = ["identifier", "text_encoder", "text_tokenizer"]
+    _callback_tensor_inputs = ["latents"]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
-        (e.g. ``"defusion-small"``)."""
-        return super().from_pretrained(resolve(pretrained_model_name_or_path), **kwargs)
+        (e.g. ``"defusion-small"``). Folders saved before the degradation tokenizer was renamed (a ``tokenizer``
+        component) still load."""
+        folder = resolve(pretrained_model_name_or_path)
+        check_pipeline_folder(folder, cls.__name__)
+        legacy = Path(folder) / "tokenizer"
+        if "degradation_tokenizer" not in kwargs and legacy.is_dir() and not (Path(folder) / "degradation_tokenizer").is_dir():
+            kwargs["degradation_tokenizer"] = DegradationTokenizer.from_pretrained(legacy, dtype=kwargs.get("dtype"))
+        return super().from_pretrained(folder, **kwargs)
 
     def __init__(
         self,
         unet: DefusionUNet,
         bridge: ImageRestorationBridge,
         adapter: VisualInstructionAdapter,
-        tokenizer: DegradationTokenizer,
+        degradation_tokenizer: DegradationTokenizer,
         scheduler: DDIMScheduler,
         identifier: DegradationIdentifier | None = None,
         text_encoder: CLIPTextModel | None = None,
@@ -94,22 +108,33 @@ class DefusionPipeline(DiffusionPipeline):
         if isinstance(default_steps, bool) or not isinstance(default_steps, int) or default_steps < 1:
             raise ValueError(f"default_steps must be a positive integer, got {default_steps!r}")
         ensemble_passes(default_self_ensemble)  # raises on anything but 1, 2, 4, 8, 16, 32 (or a bool)
-        if tokenizer.token_dim != adapter.config.token_dim:
-            raise ValueError(f"tokenizer tokens are {tokenizer.token_dim}-d but the adapter expects {adapter.config.token_dim}")
+        if degradation_tokenizer.token_dim != adapter.config.token_dim:
+            raise ValueError(f"degradation_tokenizer tokens are {degradation_tokenizer.token_dim}-d but the adapter "
+                             f"expects {adapter.config.token_dim}")  # fmt: skip
         if text_encoder is not None and text_encoder.config.hidden_size != unet.config.cross_attention_dim:
             raise ValueError(
                 f"text encoder width {text_encoder.config.hidden_size} != the U-Net's cross_attention_dim "
                 f"{unet.config.cross_attention_dim}"
             )
         self.register_modules(
-            unet=unet, bridge=bridge, adapter=adapter, tokenizer=tokenizer, scheduler=scheduler, identifier=identifier,
-            text_encoder=text_encoder, text_tokenizer=text_tokenizer,
+            unet=unet, bridge=bridge, adapter=adapter, degradation_tokenizer=degradation_tokenizer, scheduler=scheduler,
+            identifier=identifier, text_encoder=text_encoder, text_tokenizer=text_tokenizer,
         )  # fmt: skip
         self.register_to_config(
             diffusion_space=diffusion_space, ground=ground, noise_estimator=noise_estimator, noise_scale=float(noise_scale),
             default_steps=default_steps, default_self_ensemble=ensemble_passes(default_self_ensemble),
         )  # fmt: skip
-        adapter.attach(unet)
+
+    @property
+    def denoiser(self) -> DefusionDenoiser:
+        """The conditioned forward over this pipeline's ``unet``, ``bridge`` and ``adapter`` (rebuilt if one of
+        them is replaced)."""
+        parts = (self.unet, self.bridge, self.adapter)
+        cached = self.__dict__.get("_denoiser")
+        if cached is None or any(a is not b for a, b in zip((cached.unet, cached.bridge, cached.adapter), parts)):
+            cached = DefusionDenoiser(*parts)
+            self.__dict__["_denoiser"] = cached
+        return cached
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -121,7 +146,7 @@ class DefusionPipeline(DiffusionPipeline):
             unet=unet,
             bridge=ImageRestorationBridge.for_unet(unet),
             adapter=VisualInstructionAdapter.from_unet(unet, token_dim=tokenizer.token_dim),
-            tokenizer=tokenizer,
+            degradation_tokenizer=tokenizer,
             scheduler=make_scheduler(prediction_type),
             identifier=DegradationIdentifier.from_preset(name),
             **config,
@@ -139,7 +164,7 @@ class DefusionPipeline(DiffusionPipeline):
             unet=dunet,
             bridge=ImageRestorationBridge.for_unet(dunet),
             adapter=VisualInstructionAdapter.from_unet(dunet, token_dim=tokenizer.token_dim),
-            tokenizer=tokenizer,
+            degradation_tokenizer=tokenizer,
             scheduler=scheduler or make_scheduler("sample"),
             **config,
         )
@@ -158,7 +183,7 @@ class DefusionPipeline(DiffusionPipeline):
         if isinstance(instruction, str) and instruction.strip().lower() == "auto":
             raise ValueError("instruction='auto' is resolved per image by identify(); call the pipeline with it")
         spec = D.parse(instruction, rng=seed)
-        size = self.tokenizer.config.input_size
+        size = self.degradation_tokenizer.config.input_size
         return VisualInstruction.from_spec(spec, seed=seed, size=max(64, size), ground=self.config.ground)
 
     def identify(self, image: np.ndarray, seed: int = 0):
@@ -177,19 +202,19 @@ class DefusionPipeline(DiffusionPipeline):
             found = [(k, p, 255.0 * sigma / 50.0 if k == "noise" else s) for k, p, s in found]
         rng = np.random.default_rng(seed)
         spec = D.Compose([D.get(k).from_severity(float(np.clip(s, 0.0, 1.0)), rng) for k, _, s in found])
-        size = max(64, self.tokenizer.config.input_size)
+        size = max(64, self.degradation_tokenizer.config.input_size)
         return found, VisualInstruction.from_spec(spec, seed=seed, size=size, ground=self.config.ground)
 
     def encode_instruction(self, instructions: list[VisualInstruction | None], device, dtype) -> torch.Tensor:
-        """Residual degradation tokens per image, projected by the adapter: (B, N, cross_attention_dim).
-        ``None`` (no instruction) gives zero residual tokens, the same as an undegraded ground."""
-        n, d = self.tokenizer.num_tokens, self.tokenizer.token_dim
+        """Residual degradation tokens per image: (B, N, token_dim). ``None`` (no instruction) gives zero residual
+        tokens, the same as an undegraded ground."""
+        n, d = self.degradation_tokenizer.num_tokens, self.degradation_tokenizer.token_dim
         tokens = torch.zeros(len(instructions), n, d, device=device, dtype=dtype)
         given = [i for i, inst in enumerate(instructions) if inst is not None]
         if given:
-            res = self.tokenizer.tokenize([instructions[i] for i in given])
+            res = self.degradation_tokenizer.tokenize([instructions[i] for i in given])
             tokens[given] = res.to(device=device, dtype=dtype)
-        return self.adapter(tokens)
+        return tokens
 
     @staticmethod
     def ensemble_views(passes: int, instructions: list[VisualInstruction | None]) -> list[tuple[int, int, int]]:
@@ -217,6 +242,8 @@ class DefusionPipeline(DiffusionPipeline):
         eta: float = 0.0,
         instruction_seed: int = 0,
         self_ensemble: bool | int | None = None,
+        callback_on_step_end: Callable[["DefusionPipeline", int, int, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
     ):
         """Restore ``image``.
 
@@ -235,7 +262,8 @@ class DefusionPipeline(DiffusionPipeline):
                 the pipeline's optional CLIP text encoder (the paper's text-instruction ablation).
             prompt_embeds: precomputed text embeddings (B or 1, L, cross_attention_dim) instead of ``prompt``;
                 default (neither given): one zero token.
-            instruction_scale: scale of the visual-instruction branch (0 switches it off); default: as trained.
+            instruction_scale: scale of the visual-instruction branch for this call (0 switches it off); default: the
+                adapter's ``config.scale`` (as trained). Nothing of it stays for later calls.
             instruction_seed: seed of the ground and the degradation drawn for name-string instructions.
             self_ensemble: average several restorations of each image, each of it rotated/flipped and moved by a
                 one-pixel grid shift (``defusion.tiling.ensemble_plan``), every pass from the same initial noise
@@ -244,6 +272,12 @@ class DefusionPipeline(DiffusionPipeline):
                 degradations are invariant to are used (``ensemble_views``): no 90-degree turns for rain or snow,
                 only left-right flips for haze, underwater and raindrops, one pass for JPEG. None: the pipeline's
                 ``default_self_ensemble``.
+            callback_on_step_end: called as ``fn(pipe, step_index, timestep, callback_kwargs)`` after each DDIM step
+                (once per step for a batch of same-sized images, after every view and tile of that step), as in
+                diffusers pipelines. ``callback_kwargs`` holds the tensors named in
+                ``callback_on_step_end_tensor_inputs``: ``"latents"``, the degradation-space state y_t (B, 3, H, W),
+                padded; with several self-ensemble views, a list with one state per view. Return a dict; a
+                ``"latents"`` entry replaces the state.
         """
         passes = ensemble_passes(self.config.default_self_ensemble if self_ensemble is None else self_ensemble)
         if num_inference_steps is None:
@@ -268,7 +302,11 @@ class DefusionPipeline(DiffusionPipeline):
         if len(gens) != len(images):
             raise ValueError(f"got {len(gens)} generators for {len(images)} images")
         if instruction_scale is not None:
-            self.adapter.set_scale(instruction_scale)
+            check_scale(instruction_scale, len(images))
+        bad = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if bad:
+            raise ValueError(f"callback_on_step_end_tensor_inputs may name {self._callback_tensor_inputs}, got {sorted(bad)}")
+        callback = (callback_on_step_end, tuple(callback_on_step_end_tensor_inputs)) if callback_on_step_end else None
 
         device, dtype = self._execution_device, self.unet.dtype
         if prompt is not None:
@@ -285,17 +323,11 @@ class DefusionPipeline(DiffusionPipeline):
             text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
             g = [gens[i] for i in idx]
             views = self.ensemble_views(passes, [insts[i] for i in idx])
-            if len(views) == 1:  # one pass, or an instruction that allows no other view (JPEG)
-                restored = self._restore(x, tokens[idx], text, num_inference_steps, g if any(g) else None, tile_size, tile_overlap, eta)
-            else:  # every pass starts from a copy of the same generator state, so each pass is a plain call
-                # a view is up to one pixel larger than the image: a tile one multiple larger keeps an image that fits
-                # one tile in one tile (a 512 px image would otherwise run its shifted views as four tiles)
-                view_tile = None if tile_size is None else tile_size + self.multiple
-                restored = sum(
-                    ensemble_unview(self._restore(ensemble_view(x, *view), tokens[idx], text, num_inference_steps,
-                                                  [_copy(gen) for gen in g] if any(g) else None, view_tile, tile_overlap, eta), *view)
-                    for view in views
-                ) / len(views)
+            scale = instruction_scale
+            if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+                scale = scale.flatten()[idx].to(device)
+            restored = self._restore(x, tokens[idx], text, scale, num_inference_steps, g if any(g) else None, views,
+                                     tile_size, tile_overlap, eta, callback)  # fmt: skip
             for j, i in enumerate(idx):
                 results[i] = restored[j]
         outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
@@ -325,30 +357,51 @@ class DefusionPipeline(DiffusionPipeline):
         pe = prompt_embeds.to(device, dtype)
         return pe.expand(batch, -1, -1) if pe.shape[0] == 1 else pe
 
-    def _restore(self, x_lq, tokens, text, steps, generator, tile_size, tile_overlap, eta):
-        b, _, h, w = x_lq.shape
-        m = self.multiple
-        x_lq = pad_to_multiple(x_lq, m)
-        self.scheduler.set_timesteps(steps, device=x_lq.device)
-        y = randn_tensor(x_lq.shape, generator=generator, device=x_lq.device, dtype=x_lq.dtype)
-        y = y * self.scheduler.init_noise_sigma
-        cond = (text, [tokens])
-        n_tiles = 1 if tile_size is None else max(1, -(-x_lq.shape[-2] // tile_size)) * max(1, -(-x_lq.shape[-1] // tile_size))
-        with self.progress_bar(total=steps * n_tiles) as bar:
-            for t in self.scheduler.timesteps:
+    def _restore(self, x_lq, tokens, text, scale, steps, generator, views, tile_size, tile_overlap, eta, callback):
+        """The DDIM loop for one batch of same-sized images, on every self-ensemble view at once; returns the mean
+        of the views' restorations, (B, 3, H, W) in [-1, 1].
 
-                def denoise(tiles):
-                    lq_t, y_t = tiles
-                    feats = self.bridge(lq_t)
-                    out = self.unet(self.scheduler.scale_model_input(y_t, t), t, cond, bridge_features=feats,
-                                    modulate_skip=self.bridge.config.modulate_skip).sample
-                    bar.update(1)
-                    return out
+        With one view the image is restored as it is, from ``generator``. With several, each view (a rotation/flip
+        and a one-pixel shift, ``ensemble_view``) starts from a copy of the same generator state and has its own
+        copy of the scheduler, so each view computes what a plain call on it would; its tile is one multiple
+        larger, so a view of an image that fits one tile stays one tile."""
+        m, device = self.multiple, x_lq.device
+        denoiser = self.denoiser
+        single = len(views) == 1
+        lqs, sizes, ys, scheds, gens, tiles = [], [], [], [], [], []
+        for view in views:
+            lq = x_lq if single else ensemble_view(x_lq, *view)
+            sizes.append(lq.shape[-2:])
+            lq = pad_to_multiple(lq, m)
+            sched = self.scheduler if single else copy.deepcopy(self.scheduler)
+            sched.set_timesteps(steps, device=device)
+            gen = generator if single or generator is None else [_copy(g) for g in generator]
+            y = randn_tensor(lq.shape, generator=gen, device=device, dtype=lq.dtype) * sched.init_noise_sigma
+            lqs.append(lq), ys.append(y), scheds.append(sched), gens.append(gen)
+            tiles.append(tile_size if single or tile_size is None else tile_size + m)
+        total = steps * sum(tile_count(lq.shape[-2], lq.shape[-1], t, tile_overlap, m) for lq, t in zip(lqs, tiles))
+        with self.progress_bar(total=total) as bar:
+            for i, t in enumerate(scheds[0].timesteps):
+                for v in range(len(views)):
 
-                pred = tiled_apply(denoise, [x_lq, y], tile_size, tile_overlap, multiple=m)
-                y = self.scheduler.step(pred, t, y, eta=eta, generator=generator).prev_sample
-        restored = restored_from(x_lq, y, self.config.diffusion_space)
-        return restored[..., :h, :w].clamp(-1, 1)
+                    def denoise(pair, sched=scheds[v]):
+                        lq_tile, y_tile = pair
+                        bar.update(1)
+                        return denoiser(sched.scale_model_input(y_tile, t), t, lq_tile, tokens, text, scale)
+
+                    pred = tiled_apply(denoise, [lqs[v], ys[v]], tiles[v], tile_overlap, multiple=m)
+                    ys[v] = scheds[v].step(pred, t, ys[v], eta=eta, generator=gens[v]).prev_sample
+                if callback is not None:
+                    fn, names = callback
+                    state = {"latents": ys[0] if single else list(ys)}
+                    returned = fn(self, i, t, {k: state[k] for k in names}) or {}
+                    if "latents" in returned:
+                        ys = [returned["latents"]] if single else list(returned["latents"])
+        outs = []
+        for view, lq, (vh, vw), y in zip(views, lqs, sizes, ys):
+            restored = restored_from(lq, y, self.config.diffusion_space)[..., :vh, :vw].clamp(-1, 1)
+            outs.append(restored if single else ensemble_unview(restored, *view))
+        return outs[0] if single else sum(outs) / len(outs)
 
 
 def _copy(generator: torch.Generator | None) -> torch.Generator | None:

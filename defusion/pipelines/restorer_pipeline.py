@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline, ModelMixin
+from diffusers import ModelMixin
 from diffusers.utils import BaseOutput
 
 from .. import degradations as D
@@ -29,7 +29,7 @@ from ..models import DFPIR, ClearAIR, PerceiveIR, PromptIR, Restormer
 from ..perception import Conditioner, DegradationIdentifier, DegradationPromptEncoder, RegionMasks, SemanticEncoder, prompt_for
 from ..perception.semantic import random_dinov2
 from ..tiling import tiled_apply
-from ..weights import resolve
+from .loading import PackagedPipeline
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
 RESTORERS = {"restormer": Restormer, "promptir": PromptIR, "dfpir": DFPIR, "perceive_ir": PerceiveIR, "clearair": ClearAIR}
@@ -41,19 +41,13 @@ class RestorerPipelineOutput(BaseOutput):
     degradations: list[str] | None = None  # the degradation each image was restored for ("none" if not used)
 
 
-class RestorerPipeline(DiffusionPipeline):
+class RestorerPipeline(PackagedPipeline):
     """Components: ``restorer`` (a regression model with ``downsample_factor``); optional ``identifier`` (for
     ``degradation="auto"`` and ClearAIR's quality / degradation conditions), ``semantic_encoder`` (DINOv2),
     ``region_model`` and ``region_processor`` (SAM)."""
 
     model_cpu_offload_seq = "identifier->semantic_encoder->restorer"
     _optional_components = ["identifier", "semantic_encoder", "region_model", "region_processor"]
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
-        (e.g. ``"defusion-small"``)."""
-        return super().from_pretrained(resolve(pretrained_model_name_or_path), **kwargs)
 
     def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None, semantic_encoder=None,
                  region_model=None, region_processor=None):  # fmt: skip

@@ -1,0 +1,95 @@
+"""What both defusion pipelines share about loading and saving.
+
+* ``from_pretrained`` takes a saved folder, a hub id, or the name of a shipped model (``defusion.weights``), and
+  says which pipeline class a folder holds when it is loaded with the wrong one.
+* ``save_pretrained`` writes folders that hold no machine-local path (no ``_name_or_path`` in any JSON).
+* ``register_with_diffusers`` puts the pipeline classes into the ``diffusers`` namespace, where
+  ``diffusers.DiffusionPipeline.from_pretrained(folder)`` looks a folder's ``_class_name`` up, so the generic
+  loader returns a ``DefusionPipeline`` / ``RestorerPipeline`` once ``defusion.pipelines`` is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import diffusers
+from diffusers import DiffusionPipeline
+
+from ..weights import resolve
+
+LOCAL_KEYS = ("_name_or_path",)
+
+
+class _EmptyFp32ListFilter(logging.Filter):
+    """diffusers 0.42 warns on every ``ModelMixin.to(dtype)`` that modules "should be kept in float32: []" even
+    when that list is empty (an ``or []`` where None was meant), five lines for one ``pipe.to(torch.float16)``.
+    Only that empty-list case is dropped; a model that does keep modules in fp32 still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_EmptyFp32ListFilter())
+
+
+def read_class_name(folder) -> str | None:
+    """The ``_class_name`` of a pipeline folder's ``model_index.json``, or None where there is none."""
+    index = Path(folder) / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        return json.loads(index.read_text()).get("_class_name")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ValueError(f"{index} is not a valid model_index.json: {e}") from None
+
+
+def check_pipeline_folder(folder, expected: str) -> None:
+    """Raise a clear error when a local folder holds another defusion pipeline than ``expected``."""
+    if not Path(str(folder)).is_dir():
+        return  # a hub id: diffusers reports what it finds
+    name = read_class_name(folder)
+    if name is None:
+        raise FileNotFoundError(f"{folder} is not a pipeline folder: it has no model_index.json")
+    if name != expected:
+        hint = f"load it with {name}.from_pretrained" if isinstance(name, str) and name.endswith("Pipeline") else ""
+        raise ValueError(f"{folder} holds a {name}, not a {expected}" + (f"; {hint}" if hint else "")
+                         + " (diffusers.DiffusionPipeline.from_pretrained picks the class from the folder)")
+
+
+def strip_local_paths(folder) -> None:
+    """Remove machine-local keys (``_name_or_path``) from every JSON config of a saved pipeline folder."""
+    for path in [Path(folder) / "model_index.json", *Path(folder).glob("*/*config.json")]:
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and any(k in data for k in LOCAL_KEYS):
+            for k in LOCAL_KEYS:
+                data.pop(k, None)
+            path.write_text(json.dumps(data, indent=2, sort_keys=path.name != "model_index.json") + "\n")
+
+
+class PackagedPipeline(DiffusionPipeline):
+    """Base of the defusion pipelines: shipped names, folder checks, portable saving."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
+        (``"defusion-small"``, ``"dfpir-small"``)."""
+        folder = resolve(pretrained_model_name_or_path)
+        check_pipeline_folder(folder, cls.__name__)
+        return super().from_pretrained(folder, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        super().save_pretrained(save_directory, **kwargs)
+        strip_local_paths(save_directory)
+
+
+def register_with_diffusers(*classes: type) -> None:
+    """Make ``diffusers.DiffusionPipeline.from_pretrained`` find these classes by their ``_class_name``."""
+    for cls in classes:
+        if cls.__name__ in dir(diffusers) and diffusers.__dict__.get(cls.__name__) is not cls:
+            raise RuntimeError(f"diffusers already has a {cls.__name__}; refusing to shadow it")
+        setattr(diffusers, cls.__name__, cls)
