@@ -1,18 +1,25 @@
 #!/usr/bin/env python
-"""Train Defusion: degradation-space diffusion with the Bridge and the Visual Instruction Adapter.
+"""Train or fine-tune Defusion: degradation-space diffusion with the Bridge and the Visual Instruction Adapter.
+
+Fine-tune a shipped model on your own data (a folder of clean images degraded on the fly by a spec, or a folder
+of real pairs such as lq/ + gt/, whose --degradation names what they show):
+
+    accelerate launch train/train_defusion.py --pretrained defusion-small --train_dir my_photos/ \
+        --degradation jpeg15+noise10 --output_dir runs/my-model --max_train_minutes 20 --cpu
+    defusion restore in.png -o out.png --model runs/my-model/pipeline
+
+Train from scratch (the recipes of the shipped model are in train/configs/):
 
     accelerate launch train/train_defusion.py --preset small --tokenizer runs/tokenizer-small/tokenizer \
         --clean_dirs ../shared/data/BSD400/gt --kinds noise,rain,haze --output_dir runs/defusion-small
 
-Data: clean folders degraded on the fly (``--clean_dirs``, kinds from ``--kinds``, mixtures up to
-``--max_mix``), real paired folders (``--paired DIR:DEGRADATION``), Hugging Face image folders
-(``--hf_imagefolder``), mixed with ``--repeats``. Each sample carries its spec; its visual instruction is
-tokenized by the frozen tokenizer. y0 = x_LQ - x_HQ (``--diffusion_space image`` for the naive ablation), DDIM
-(trailing, no clipping), ``--prediction_type sample|v_prediction|epsilon``, loss: batch MSE or ``--loss psnr``
-(mean per-sample log MSE). AdamW (0.9, 0.99), lr 1e-4 cosine to
-1e-6, EMA, checkpoints with ``save_pretrained`` subfolders, ``--resume_from_checkpoint latest``, validation grids
-(LQ | instruction | restored | GT) and PSNR on held-out images, mixed precision, gradient checkpointing.
-The final pipeline goes to ``output_dir/pipeline``.
+Data: clean folders degraded on the fly by specs drawn from --kinds (or by --degradation), real paired folders,
+Hugging Face image folders, mixed with --repeats. Each sample carries its spec; its visual instruction is
+tokenized by the frozen degradation tokenizer (or looked up in an --instruction_bank). The objective: y0 = x_LQ -
+x_HQ, DDIM (trailing, no clipping), --prediction_type sample|v_prediction|epsilon, batch MSE or --loss psnr.
+AdamW, cosine learning rate to --min_learning_rate, EMA, checkpoints as save_pretrained subfolders,
+--resume_from_checkpoint latest, validation grids (LQ | instruction | restored | GT) with PSNR on held-out
+images. The final pipeline goes to output_dir/pipeline.
 """
 
 from __future__ import annotations
@@ -30,17 +37,30 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from torch import nn
 from tqdm.auto import tqdm
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from defusion.data import InstructionBank, MixtureDataset, PairedFolderDataset, SyntheticDegradationDataset, list_images
 from defusion import degradations as D
-from defusion.diffusion import clean_signal, make_scheduler, predicted_y0, restored_from, training_target
+from defusion.data import (
+    InstructionBank,
+    MixtureDataset,
+    PairedFolderDataset,
+    SyntheticDegradationDataset,
+    list_images,
+    paired_layout,
+)
+from defusion.diffusion import clean_signal, make_scheduler, training_target
 from defusion.instructions import VisualInstruction, text_instruction
 from defusion.losses import LOSSES, restoration_loss
-from defusion.models import DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
+from defusion.metrics import psnr
+from defusion.models import (
+    DefusionDenoiser,
+    DefusionUNet,
+    DegradationTokenizer,
+    ImageRestorationBridge,
+    VisualInstructionAdapter,
+)
 from defusion.pipelines import DefusionPipeline
 from defusion.training_utils import (
     TrainHistory,
@@ -57,88 +77,126 @@ from visual_grounds import make_grid, save_png
 
 logger = get_logger(__name__)
 COMPONENTS = {"unet": DefusionUNet, "bridge": ImageRestorationBridge, "adapter": VisualInstructionAdapter}
+# pipeline settings a fine-tune keeps from the model it starts from (blind mode and the default sampler)
+KEPT_SETTINGS = ("noise_estimator", "noise_scale", "default_steps", "default_self_ensemble")
 
 
+# ---------------------------------------------------------------------------------------------------- arguments
 def parse_args(input_args=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
-    p.add_argument("--pretrained_pipeline", default=None, help="start from a saved DefusionPipeline folder")
-    p.add_argument("--bridge_blocks", type=int, default=1, help="residual blocks per level of a fresh bridge")
-    p.add_argument("--bridge_width0", type=int, default=0, help="level-0 width of a fresh bridge (0: the U-Net's)")
-    p.add_argument("--tokenizer", default=None, help="trained DegradationTokenizer folder (frozen); required except for tiny")
-    p.add_argument("--output_dir", default="runs/defusion")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clean_dirs", nargs="*", default=[], help="folders of clean images, degraded on the fly")
-    p.add_argument("--paired", nargs="*", default=[], help="DIR:DEGRADATION real pairs, e.g. data/Rain100L:rain")
-    p.add_argument("--hf_imagefolder", nargs="*", default=[], help="folders loaded with datasets' imagefolder")
-    p.add_argument("--repeats", nargs="*", type=int, default=None, help="repeat factor per dataset, in the order above")
-    p.add_argument("--kinds", default="noise,rain,haze", help="registry names for the synthetic data")
-    p.add_argument("--kind_weights", default=None, help="e.g. noise=4,jpeg=2: more frequent kinds (others 1)")
-    p.add_argument("--severity", default=None,
+
+    g = p.add_argument_group("model")
+    g.add_argument("--pretrained", "--pretrained_pipeline", dest="pretrained", default=None,
+                   help="start from a shipped model (defusion-small) or a saved DefusionPipeline folder")
+    g.add_argument("--preset", default="small", choices=["tiny", "small", "paper"], help="size of a fresh model")
+    g.add_argument("--tokenizer", default=None, help="trained DegradationTokenizer folder (frozen); a fresh model "
+                   "needs one except for tiny")  # fmt: skip
+    g.add_argument("--bridge_blocks", type=int, default=1, help="residual blocks per level of a fresh bridge")
+    g.add_argument("--bridge_width0", type=int, default=0, help="level-0 width of a fresh bridge (0: the U-Net's)")
+    g.add_argument("--prediction_type", default="sample", choices=["sample", "v_prediction", "epsilon"])
+    g.add_argument("--diffusion_space", default="degradation", choices=["degradation", "image"])
+
+    g = p.add_argument_group("data")
+    g.add_argument("--train_dir", default=None, help="your data: a folder of clean images (degraded by "
+                   "--degradation) or of pairs (lq/+gt/ and the other layouts of defusion.data.PAIR_LAYOUTS)")  # fmt: skip
+    g.add_argument("--degradation", default=None, help="with --train_dir: e.g. jpeg15+noise10 (numbers fixed, "
+                   "other parameters drawn per sample); for pairs, what they show")  # fmt: skip
+    g.add_argument("--clean_dirs", nargs="*", default=[], help="folders of clean images, degraded on the fly")
+    g.add_argument("--paired", nargs="*", default=[], help="DIR:DEGRADATION real pairs, e.g. data/Rain100L:rain")
+    g.add_argument("--hf_imagefolder", nargs="*", default=[], help="folders loaded with datasets' imagefolder")
+    g.add_argument("--repeats", nargs="*", type=int, default=None, help="repeat factor per dataset, in the order above")
+    g.add_argument("--kinds", default="noise,rain,haze", help="registry names for the synthetic data")
+    g.add_argument("--kind_weights", default=None, help="e.g. noise=4,jpeg=2: more frequent kinds (others 1)")
+    g.add_argument("--severity", default=None,
                    help="per-kind severity ranges, e.g. jpeg=0.5:1 (quality 55..10); other kinds: uniform in [0.1, 1]")
-    p.add_argument("--instruction_bank", type=int, default=0,
-                   help="tokenize N instructions once (saved in output_dir) instead of one per sample (CPU speed)")
-    p.add_argument("--p_mismatch", type=float, default=0.0,
-                   help="share of samples shown a non-matching instruction, with the input itself as target")
-    p.add_argument("--max_mix", type=int, default=1, help="up to this many kinds mixed in one sample")
-    p.add_argument("--p_single", type=float, default=1.0, help="probability of a single kind when max_mix > 1")
-    p.add_argument("--val_holdout", type=int, default=8, help="last N images of the first clean dir held out for validation")
-    p.add_argument("--resolution", type=int, default=256)
-    p.add_argument("--ground_cache", type=int, default=0, help="draw instruction grounds from a fixed set of N (speed)")
-    p.add_argument("--prediction_type", default="sample", choices=["sample", "v_prediction", "epsilon"])
-    p.add_argument("--diffusion_space", default="degradation", choices=["degradation", "image"])
-    p.add_argument("--ground", default="pool", choices=["pool", "blank", "simple"])
-    p.add_argument("--no_instruction", action="store_true", help="ablation: zero tokens for every sample")
-    p.add_argument("--instruction_mode", default="visual", choices=["visual", "text", "none"],
+    g.add_argument("--max_mix", type=int, default=1, help="up to this many kinds mixed in one sample")
+    g.add_argument("--p_single", type=float, default=1.0, help="probability of a single kind when max_mix > 1")
+    g.add_argument("--resolution", type=int, default=256, help="training crop size")
+    g.add_argument("--val_holdout", type=int, default=8, help="last N images of the first clean folder, for validation")
+    g.add_argument("--dataloader_num_workers", type=int, default=0)
+
+    g = p.add_argument_group("instructions")
+    g.add_argument("--instruction_mode", default="visual", choices=["visual", "text", "none"],
                    help="ablations: 'text' tells the U-Net by a CLIP text prompt instead (adapter off), 'none' not at all")
-    p.add_argument("--text_encoder", default=None, help="CLIPTextModel folder (for --instruction_mode text)")
-    p.add_argument("--text_tokenizer", default=None, help="CLIPTokenizer folder (for --instruction_mode text)")
-    p.add_argument("--instruction_dropout", type=float, default=0.1, help="share of samples trained with no instruction")
-    p.add_argument("--timestep_sampling", default="uniform", choices=["uniform", "inference"],
-                   help="uniform over all training timesteps, or only the 4-step DDIM inference timesteps")  # fmt: skip
-    p.add_argument("--p_first_step", type=float, default=None,
+    g.add_argument("--no_instruction", action="store_true", help="same as --instruction_mode none")
+    g.add_argument("--text_encoder", default=None, help="CLIPTextModel folder (for --instruction_mode text)")
+    g.add_argument("--text_tokenizer", default=None, help="CLIPTokenizer folder (for --instruction_mode text)")
+    g.add_argument("--ground", default="pool", choices=["pool", "blank", "simple"])
+    g.add_argument("--ground_cache", type=int, default=0, help="draw instruction grounds from a fixed set of N (speed)")
+    g.add_argument("--instruction_bank", type=int, default=0,
+                   help="tokenize N instructions once (saved in output_dir) instead of one per sample (CPU speed)")
+    g.add_argument("--instruction_dropout", type=float, default=0.1, help="share of samples trained with no instruction")
+    g.add_argument("--p_mismatch", type=float, default=0.0,
+                   help="share of samples shown a non-matching instruction, with the input itself as target")
+
+    g = p.add_argument_group("objective")
+    g.add_argument("--timestep_sampling", default="uniform", choices=["uniform", "inference"],
+                   help="uniform over all training timesteps, or only the DDIM inference timesteps")
+    g.add_argument("--num_inference_steps", type=int, default=4, help="the inference timesteps (and validation steps)")
+    g.add_argument("--p_first_step", type=float, default=None,
                    help="with --timestep_sampling inference: probability of the first (pure-noise) timestep, whose "
-                        "prediction must come from the LQ image alone; default: uniform over the steps")
-    p.add_argument("--loss", default="mse", choices=list(LOSSES),
+                        "prediction must come from the LQ image alone; default: uniform over the steps")  # fmt: skip
+    g.add_argument("--loss", default="mse", choices=list(LOSSES),
                    help="mse: batch MSE; psnr: mean per-sample log MSE, so small degradations (JPEG, light noise) "
-                        "are not drowned out by heavy ones")
-    p.add_argument("--loss_eps", type=float, default=1e-3, help="floor added to each sample's MSE in the psnr loss")
-    p.add_argument("--num_inference_steps", type=int, default=4)
-    p.add_argument("--train_batch_size", type=int, default=8)
-    p.add_argument("--max_train_steps", type=int, default=10000)
-    p.add_argument("--max_train_minutes", type=float, default=None, help="stop (with a checkpoint) after this wall time")
-    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--gradient_checkpointing", action="store_true")
-    p.add_argument("--learning_rate", type=float, default=1e-4)
-    p.add_argument("--min_learning_rate", type=float, default=1e-6)
-    p.add_argument("--lr_warmup_steps", type=int, default=0)
-    p.add_argument("--adam_beta1", type=float, default=0.9)
-    p.add_argument("--adam_beta2", type=float, default=0.99)
-    p.add_argument("--adam_weight_decay", type=float, default=1e-2)
-    p.add_argument("--max_grad_norm", type=float, default=1.0)
-    p.add_argument("--use_ema", action="store_true")
-    p.add_argument("--ema_decay", type=float, default=0.999)
-    p.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
-    p.add_argument("--allow_tf32", action="store_true")
-    p.add_argument("--report_to", default="tensorboard")
-    p.add_argument("--logging_dir", default="logs")
-    p.add_argument("--checkpointing_steps", type=int, default=1000)
-    p.add_argument("--checkpoints_total_limit", type=int, default=3)
-    p.add_argument("--resume_from_checkpoint", default=None)
-    p.add_argument("--validation_steps", type=int, default=500, help="also validates at the end; 0: only at the end")
-    p.add_argument("--dataloader_num_workers", type=int, default=0)
-    p.add_argument("--cpu", action="store_true")
+                        "are not drowned out by heavy ones")  # fmt: skip
+    g.add_argument("--loss_eps", type=float, default=1e-3, help="floor added to each sample's MSE in the psnr loss")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--train_batch_size", type=int, default=8)
+    g.add_argument("--max_train_steps", type=int, default=10000)
+    g.add_argument("--max_train_minutes", type=float, default=None, help="stop (with a checkpoint) after this wall time")
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    g.add_argument("--gradient_checkpointing", action="store_true")
+    g.add_argument("--learning_rate", type=float, default=1e-4)
+    g.add_argument("--min_learning_rate", type=float, default=1e-6, help="the cosine schedule ends here")
+    g.add_argument("--lr_warmup_steps", type=int, default=0)
+    g.add_argument("--adam_beta1", type=float, default=0.9)
+    g.add_argument("--adam_beta2", type=float, default=0.99)
+    g.add_argument("--adam_weight_decay", type=float, default=1e-2)
+    g.add_argument("--max_grad_norm", type=float, default=1.0)
+    g.add_argument("--use_ema", action="store_true")
+    g.add_argument("--ema_decay", type=float, default=0.999)
+    g.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    g.add_argument("--allow_tf32", action="store_true")
+    g.add_argument("--cpu", action="store_true")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--output_dir", default="runs/defusion")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--report_to", default="tensorboard")
+    g.add_argument("--logging_dir", default="logs")
+    g.add_argument("--checkpointing_steps", type=int, default=1000)
+    g.add_argument("--checkpoints_total_limit", type=int, default=3)
+    g.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    g.add_argument("--validation_steps", type=int, default=500, help="also validates at the end; 0: only at the end")
+
     args = p.parse_args(input_args)
-    if not (args.clean_dirs or args.paired or args.hf_imagefolder):
-        p.error("give training data: --clean_dirs, --paired and/or --hf_imagefolder")
-    if args.tokenizer is None and args.preset != "tiny" and args.pretrained_pipeline is None:
+    check_args(p, args)
+    return args
+
+
+def check_args(p: argparse.ArgumentParser, args) -> None:
+    """Reject bad combinations before any model is built (``p.error`` exits with the message)."""
+    if not (args.train_dir or args.clean_dirs or args.paired or args.hf_imagefolder):
+        p.error("give training data: --train_dir, --clean_dirs, --paired and/or --hf_imagefolder")
+    if args.train_dir is not None:
+        if not Path(args.train_dir).is_dir():
+            p.error(f"--train_dir {args.train_dir} is not a folder")
+        if not args.degradation:
+            p.error("--train_dir needs --degradation: what to add to its clean images, or what its pairs show")
+    if args.degradation is not None:
+        try:
+            D.parse(args.degradation)
+        except ValueError as e:
+            p.error(f"--degradation: {e}")
+    if args.tokenizer is None and args.preset != "tiny" and args.pretrained is None:
         p.error("--tokenizer (a trained DegradationTokenizer folder) is required for this preset")
     if args.no_instruction:
         args.instruction_mode = "none"
     if (args.instruction_bank or args.p_mismatch) and args.instruction_mode != "visual":
         p.error("--instruction_bank and --p_mismatch need --instruction_mode visual")
-    if args.instruction_bank and (args.paired or args.hf_imagefolder):
-        p.error("--instruction_bank works with --clean_dirs only")
+    if args.instruction_bank and (args.paired or args.hf_imagefolder or (args.train_dir and paired_layout(args.train_dir))):
+        p.error("--instruction_bank works with clean images only (--clean_dirs, or a --train_dir of clean images)")
     if not 0.0 <= args.p_mismatch <= 1.0:
         p.error("--p_mismatch must be in [0, 1]")
     if args.bridge_blocks < 1 or args.bridge_width0 < 0:
@@ -150,36 +208,12 @@ def parse_args(input_args=None):
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
     try:
-        parse_severity(args)  # bad kinds or ranges fail here, before any model is built
+        parse_severity(args)  # bad kinds or ranges fail here
     except ValueError as e:
         p.error(str(e))
-    return args
 
 
-def inference_step_probs(n: int, p_first: float | None = None) -> torch.Tensor:
-    """Sampling probabilities over the n inference timesteps (descending, so [0] is the pure-noise first step):
-    uniform, or ``p_first`` on the first step and the rest shared equally by the others."""
-    probs = torch.full((n,), 1.0 / n)
-    if p_first is not None and n > 1:
-        probs.fill_((1 - p_first) / (n - 1))
-        probs[0] = p_first
-    return probs
-
-
-class DefusionTrainingModule(nn.Module):
-    """unet + bridge + adapter in one module, so DDP sees every trained parameter in one forward."""
-
-    def __init__(self, unet: DefusionUNet, bridge: ImageRestorationBridge, adapter: VisualInstructionAdapter):
-        super().__init__()
-        self.unet, self.bridge, self.adapter = unet, bridge, adapter
-        adapter.attach(unet)
-
-    def forward(self, x_lq, y_t, t, tokens, text):
-        feats = self.bridge(x_lq)
-        return self.unet(y_t, t, (text, [self.adapter(tokens)]), bridge_features=feats,
-                         modulate_skip=self.bridge.config.modulate_skip).sample
-
-
+# ---------------------------------------------------------------------------------------------------- data
 def parse_kinds(args) -> tuple[list[str], list[float] | None]:
     """--kinds and --kind_weights -> (registry names, one weight per name or None)."""
     kinds = [D.get(k.strip()).name for k in args.kinds.split(",") if k.strip()]
@@ -215,69 +249,182 @@ def parse_severity(args) -> dict | None:
     return ranges
 
 
+def build_instruction_bank(args, tokenizer, out: Path, accelerator) -> InstructionBank:
+    """Tokenize --instruction_bank instructions once (the main process), saved in the output folder for resumes."""
+    bank_dir = out / "instruction_bank"
+    if accelerator.is_main_process and not (bank_dir / "specs.json").is_file():
+        kinds, weights = parse_kinds(args)
+        degradation = args.degradation if args.train_dir else None
+        InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
+                              severity=parse_severity(args), seed=args.seed, ground=args.ground,
+                              ground_cache=args.ground_cache or 256, progress=True,
+                              degradation=degradation).save(bank_dir)  # fmt: skip
+    accelerator.wait_for_everyone()
+    bank = InstructionBank.load(bank_dir)
+    if bank.tokens.shape[1:] != (tokenizer.num_tokens, tokenizer.token_dim):
+        raise ValueError(f"{bank_dir} holds tokens of shape {tuple(bank.tokens.shape[1:])}, not this tokenizer's")
+    return bank
+
+
 def build_datasets(args, instruction_size: int, bank=None):
+    """The training mixture and the validation set (the last --val_holdout images of the first clean folder)."""
     kinds, weights = parse_kinds(args)
     common = dict(crop=args.resolution, instruction_size=instruction_size, ground=args.ground, seed=args.seed,
                   ground_cache=args.ground_cache)  # fmt: skip
-    severity = parse_severity(args)
-    extra = dict(kind_weights=weights, p_mismatch=args.p_mismatch, bank_specs=bank.specs if bank is not None else None)
-    train, val_files = [], []
-    for i, d in enumerate(args.clean_dirs):
-        files = list_images(d)
+    synthetic = dict(kinds=kinds, max_mix=args.max_mix, p_single=args.p_single, severity=parse_severity(args),
+                     kind_weights=weights, p_mismatch=args.p_mismatch)  # fmt: skip
+    clean = [(d, None) for d in args.clean_dirs]
+    paired = [(path, deg) for path, _, deg in (s.rpartition(":") for s in args.paired)]
+    if any(not path for path, _ in paired):
+        raise ValueError(f"--paired takes DIR:DEGRADATION, got {args.paired}")
+    if args.train_dir:
+        (paired if paired_layout(args.train_dir) else clean).insert(0, (args.train_dir, args.degradation))
+    train, val_files, val_degradation = [], [], None
+    for i, (folder, degradation) in enumerate(clean):
+        files = list_images(folder)
         if i == 0 and args.val_holdout:
             if len(files) <= args.val_holdout:
-                raise ValueError(f"{d} has {len(files)} images, not more than --val_holdout {args.val_holdout}")
-            files, val_files = files[: -args.val_holdout], files[-args.val_holdout :]
-        train.append(SyntheticDegradationDataset(files, kinds, max_mix=args.max_mix, p_single=args.p_single, **common,
-                                                 severity=severity, **extra))  # fmt: skip
-    for spec in args.paired:
-        path, _, deg = spec.rpartition(":")
-        if not path:
-            raise ValueError(f"--paired takes DIR:DEGRADATION, got {spec!r}")
-        train.append(PairedFolderDataset(path, deg, **common))
-    for d in args.hf_imagefolder:
+                raise ValueError(f"{folder} has {len(files)} images, not more than --val_holdout {args.val_holdout}")
+            files, val_files, val_degradation = files[: -args.val_holdout], files[-args.val_holdout :], degradation
+        bank_specs = bank.specs if bank is not None else None
+        train.append(SyntheticDegradationDataset(files, **common, **synthetic, bank_specs=bank_specs, degradation=degradation))
+    train += [PairedFolderDataset(path, deg, **common) for path, deg in paired]
+    for folder in args.hf_imagefolder:
         import datasets
 
-        hf = datasets.load_dataset("imagefolder", data_dir=d, split="train")
-        train.append(SyntheticDegradationDataset(hf, kinds, max_mix=args.max_mix, p_single=args.p_single, **common,
-                                                 severity=severity, kind_weights=weights,
-                                                 p_mismatch=args.p_mismatch))  # fmt: skip
-    train_ds = MixtureDataset(train, args.repeats)
-    val_ds = None
+        hf = datasets.load_dataset("imagefolder", data_dir=folder, split="train")
+        train.append(SyntheticDegradationDataset(hf, **common, **synthetic))
+    val = None
     if val_files:
-        val_ds = SyntheticDegradationDataset(val_files, kinds, train=False, **{**common, "seed": args.seed + 99})
-    return train_ds, val_ds
+        val = SyntheticDegradationDataset(val_files, kinds, train=False, degradation=val_degradation,
+                                          **{**common, "seed": args.seed + 99})  # fmt: skip
+    return MixtureDataset(train, args.repeats), val
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def build_pipeline(args) -> DefusionPipeline:
+    """The model training starts from: a shipped / saved pipeline (--pretrained) or a fresh one of --preset."""
+    if args.pretrained:
+        pipe = DefusionPipeline.from_pretrained(args.pretrained, dtype=torch.float32)
+        if args.tokenizer:
+            pipe.degradation_tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer)
+    else:
+        unet = DefusionUNet.from_preset(args.preset)
+        tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else DegradationTokenizer.from_preset(args.preset)
+        fc = [args.bridge_width0] + unet.encoder_channels[1:] if args.bridge_width0 else None
+        bridge = ImageRestorationBridge.for_unet(unet, feature_channels=fc, num_res_blocks=args.bridge_blocks)
+        adapter = VisualInstructionAdapter.from_unet(unet, token_dim=tokenizer.token_dim)
+        pipe = DefusionPipeline(unet=unet, bridge=bridge, adapter=adapter, degradation_tokenizer=tokenizer,
+                                scheduler=make_scheduler(args.prediction_type))  # fmt: skip
+    if args.instruction_mode == "text":
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        pipe.text_encoder = CLIPTextModel.from_pretrained(args.text_encoder).requires_grad_(False).eval()
+        pipe.text_tokenizer = CLIPTokenizer.from_pretrained(args.text_tokenizer)
+        if pipe.text_encoder.config.hidden_size != pipe.unet.config.cross_attention_dim:
+            raise ValueError(f"text encoder width {pipe.text_encoder.config.hidden_size} != cross_attention_dim "
+                             f"{pipe.unet.config.cross_attention_dim}")  # fmt: skip
+        pipe.adapter.register_to_config(scale=0.0)  # text instead of visual: the decoupled branch is off by default
+    return pipe
+
+
+def trained_pipeline(args, start: DefusionPipeline, denoiser: DefusionDenoiser) -> DefusionPipeline:
+    """The pipeline to validate and save: the trained denoiser's parts with the start pipeline's frozen ones."""
+    kept = {k: start.config[k] for k in KEPT_SETTINGS if k in start.config}
+    return DefusionPipeline(
+        unet=denoiser.unet, bridge=denoiser.bridge, adapter=denoiser.adapter,
+        degradation_tokenizer=start.degradation_tokenizer, scheduler=make_scheduler(args.prediction_type),
+        identifier=start.identifier, text_encoder=start.text_encoder, text_tokenizer=start.text_tokenizer,
+        diffusion_space=args.diffusion_space, ground=args.ground, **kept,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- one step
+def inference_step_probs(n: int, p_first: float | None = None) -> torch.Tensor:
+    """Sampling probabilities over the n inference timesteps (descending, so [0] is the pure-noise first step):
+    uniform, or ``p_first`` on the first step and the rest shared equally by the others."""
+    probs = torch.full((n,), 1.0 / n)
+    if p_first is not None and n > 1:
+        probs.fill_((1 - p_first) / (n - 1))
+        probs[0] = p_first
+    return probs
+
+
+def sample_timesteps(args, scheduler, batch: int, device) -> torch.Tensor:
+    """Training timesteps: uniform over all, or drawn from the inference timesteps (``inference_step_probs``)."""
+    if args.timestep_sampling == "uniform":
+        return torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device)
+    inference = make_scheduler(scheduler.config.prediction_type)
+    inference.set_timesteps(args.num_inference_steps)
+    probs = inference_step_probs(args.num_inference_steps, args.p_first_step)
+    return inference.timesteps[torch.multinomial(probs, batch, replacement=True)].to(device)
 
 
 @torch.no_grad()
-def validate(args, modules, tokenizer, scheduler, val_ds, out: Path, step: int, device, text=(None, None)):
-    pipe = DefusionPipeline(
-        unet=modules.unet, bridge=modules.bridge, adapter=modules.adapter, tokenizer=tokenizer, scheduler=scheduler,
-        diffusion_space=args.diffusion_space, ground=args.ground, text_encoder=text[0], text_tokenizer=text[1],
-    )  # fmt: skip
+def instruction_tokens(args, batch: dict, tokenizer: DegradationTokenizer, bank: InstructionBank | None) -> torch.Tensor:
+    """Degradation tokens for a batch: tokenized instruction images or bank entries, some dropped to zero
+    (never a mismatched sample's: its target depends on them); zeros without visual instructions."""
+    x = batch["lq"]
+    b = x.shape[0]
+    if args.instruction_mode != "visual":
+        return torch.zeros(b, tokenizer.num_tokens, tokenizer.token_dim, device=x.device)
+    if bank is not None:
+        tokens = bank.lookup(batch["bank_index"], device=x.device)
+    else:
+        tokens = tokenizer.tokenize(batch["instruction"].float(), null=batch["null"].float())
+    if args.instruction_dropout > 0:
+        keep = (torch.rand(b, device=x.device) >= args.instruction_dropout) | batch["mismatch"].to(x.device)
+        tokens = tokens * keep.to(tokens.dtype).view(b, 1, 1)
+    return tokens
+
+
+@torch.no_grad()
+def text_embeddings(pipe: DefusionPipeline, batch: dict) -> torch.Tensor | None:
+    """CLIP embeddings of each sample's text instruction (text mode), else None (the denoiser's zero token)."""
+    if pipe.text_encoder is None:
+        return None
+    specs = [json.loads(s) for s in batch["spec"]]
+    prompts = [text_instruction(D.from_dict(s) if s else None) for s in specs]
+    return pipe.encode_prompt(prompts, batch["lq"].device, torch.float32)
+
+
+def training_step(args, denoiser: DefusionDenoiser, scheduler, batch: dict, tokens, text=None) -> torch.Tensor:
+    """The loss of one batch: noise the degradation y0 to a training timestep and score the denoiser's prediction
+    against the scheduler's target (``restoration_loss``)."""
+    x_lq, x_hq = batch["lq"], batch["gt"]
+    y0 = clean_signal(x_lq, x_hq, args.diffusion_space).float()
+    noise = torch.randn_like(y0)
+    t = sample_timesteps(args, scheduler, y0.shape[0], y0.device)
+    y_t = scheduler.add_noise(y0, noise, t)
+    pred = denoiser(y_t, t, x_lq, tokens, text)
+    return restoration_loss(pred.float(), training_target(scheduler, y0, noise, t), args.loss, args.loss_eps)
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(args, pipe: DefusionPipeline, val_ds, out: Path, step: int) -> dict:
+    """Restore the held-out images with their matching instruction; a grid PNG and the mean PSNR (dB)."""
     pipe.set_progress_bar_config(disable=True)
     rows, labels, psnr_in, psnr_out = [], [], [], []
+    size = max(64, pipe.degradation_tokenizer.config.input_size)
     for i in range(len(val_ds)):
         item = val_ds[i]
         spec = D.from_dict(json.loads(item["spec"]))
-        inst = None
-        if args.instruction_mode == "visual":
-            inst = VisualInstruction.from_spec(spec, seed=i, ground=args.ground, size=max(64, tokenizer.config.input_size))
+        inst = VisualInstruction.from_spec(spec, seed=i, ground=args.ground, size=size) if args.instruction_mode == "visual" else None
         prompt = text_instruction(spec) if args.instruction_mode == "text" else None
-        lq = tensor_to_image(item["lq"])
-        gt = tensor_to_image(item["gt"])
+        lq, gt = tensor_to_image(item["lq"]), tensor_to_image(item["gt"])
         res = pipe(lq, instruction=inst, prompt=prompt, num_inference_steps=args.num_inference_steps, output_type="np",
-                   generator=torch.Generator().manual_seed(i), tile_size=None).images[0]  # fmt: skip
-        psnr_in.append(-10 * np.log10(np.mean((lq - gt) ** 2) + 1e-10))
-        psnr_out.append(-10 * np.log10(np.mean((res - gt) ** 2) + 1e-10))
-        ground = inst.image if inst is not None else np.zeros_like(lq)
-        rows += [lq, ground, res, gt]
+                   generator=torch.Generator().manual_seed(i), tile_size=None, self_ensemble=1).images[0]  # fmt: skip
+        psnr_in.append(psnr(lq, gt, crop_multiple=None))
+        psnr_out.append(psnr(res, gt, crop_multiple=None))
+        rows += [lq, inst.image if inst is not None else np.zeros_like(lq), res, gt]
         labels += [f"LQ {psnr_in[-1]:.2f} dB", inst.label if inst else (prompt or "no instruction"),
                    f"restored {psnr_out[-1]:.2f} dB", "GT"]  # fmt: skip
     save_png(make_grid(rows, labels, cols=4, tile_height=128), out / "validation" / f"step_{step:07d}.png")
     return {"val_psnr_input": float(np.mean(psnr_in)), "val_psnr": float(np.mean(psnr_out))}
 
 
+# ---------------------------------------------------------------------------------------------------- main
 def main(args):
     out = Path(args.output_dir)
     accelerator = Accelerator(
@@ -294,40 +441,16 @@ def main(args):
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
 
-    if args.pretrained_pipeline:
-        base = DefusionPipeline.from_pretrained(args.pretrained_pipeline, dtype=torch.float32)
-        unet, bridge, adapter, tokenizer = base.unet, base.bridge, base.adapter, base.tokenizer
-        # blind-mode and inference settings chosen for the start model carry over to the fine-tuned one
-        keep = ("noise_estimator", "noise_scale", "default_steps", "default_self_ensemble")
-        blind = {k: base.config[k] for k in keep if k in base.config}
-    else:
-        blind = {}
-        unet = DefusionUNet.from_preset(args.preset)
-        tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else DegradationTokenizer.from_preset(args.preset)
-        fc = [args.bridge_width0] + unet.encoder_channels[1:] if args.bridge_width0 else None
-        bridge = ImageRestorationBridge.for_unet(unet, feature_channels=fc, num_res_blocks=args.bridge_blocks)
-        adapter = VisualInstructionAdapter.from_unet(unet, token_dim=tokenizer.token_dim)
-    if args.tokenizer and args.pretrained_pipeline:
-        tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer)
-    tokenizer = tokenizer.float().requires_grad_(False).eval().to(accelerator.device)
-    text_encoder = text_tok = None
-    if args.instruction_mode == "text":
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        text_encoder = CLIPTextModel.from_pretrained(args.text_encoder).requires_grad_(False).eval().to(accelerator.device)
-        text_tok = CLIPTokenizer.from_pretrained(args.text_tokenizer)
-        if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
-            raise ValueError(f"text encoder width {text_encoder.config.hidden_size} != cross_attention_dim "
-                             f"{unet.config.cross_attention_dim}")  # fmt: skip
-        adapter.set_scale(0.0)  # text instead of visual: the decoupled branch is off
+    # model: the denoiser trains; the degradation tokenizer and the text encoder stay frozen
+    start = build_pipeline(args)
+    for frozen in (start.degradation_tokenizer, start.text_encoder):
+        if frozen is not None:
+            frozen.float().requires_grad_(False).eval().to(accelerator.device)
+    denoiser = DefusionDenoiser(start.unet, start.bridge, start.adapter)
     if args.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
+        denoiser.unet.enable_gradient_checkpointing()
     scheduler = make_scheduler(args.prediction_type)
-    module = DefusionTrainingModule(unet, bridge, adapter)
-
-    ema = None
-    if args.use_ema:
-        ema = EMAModel(module.parameters(), decay=args.ema_decay, foreach=True)  # one fused update, not one per tensor
+    ema = EMAModel(denoiser.parameters(), decay=args.ema_decay, foreach=True) if args.use_ema else None
 
     def save_hook(models, weights, output_dir):
         if accelerator.is_main_process:
@@ -336,16 +459,12 @@ def main(args):
                 getattr(m, name).save_pretrained(os.path.join(output_dir, name))
             if ema is not None:
                 save_ema(ema, os.path.join(output_dir, "ema"))
-        while weights:
-            weights.pop()
+        weights.clear()  # the components above are the checkpoint; accelerate writes no model_N files
 
     def load_hook(models, input_dir):
         m = accelerator.unwrap_model(models.pop())
         for name, cls in COMPONENTS.items():
-            loaded = cls.from_pretrained(input_dir, subfolder=name)
-            getattr(m, name).load_state_dict(loaded.state_dict())
-            del loaded
-        m.adapter.attach(m.unet)
+            getattr(m, name).load_state_dict(cls.from_pretrained(input_dir, subfolder=name).state_dict())
         if ema is not None:
             load_ema(ema, os.path.join(input_dir, "ema"))
             ema.to(accelerator.device)
@@ -353,105 +472,56 @@ def main(args):
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
 
-    optimizer = torch.optim.AdamW(module.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.adam_weight_decay)  # fmt: skip
-    bank = None
-    if args.instruction_bank:
-        bank_dir = out / "instruction_bank"
-        if accelerator.is_main_process and not (bank_dir / "specs.json").is_file():
-            kinds, weights = parse_kinds(args)
-            InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
-                                  severity=parse_severity(args), seed=args.seed, ground=args.ground, ground_cache=args.ground_cache or 256,
-                                  progress=True).save(bank_dir)  # fmt: skip
-        accelerator.wait_for_everyone()
-        bank = InstructionBank.load(bank_dir)
-        if bank.tokens.shape[1:] != (tokenizer.num_tokens, tokenizer.token_dim):
-            raise ValueError(f"{bank_dir} holds tokens of shape {tuple(bank.tokens.shape[1:])}, not this tokenizer's")
+    # data
+    bank = build_instruction_bank(args, start.degradation_tokenizer, out, accelerator) if args.instruction_bank else None
     with accelerator.main_process_first():
-        train_ds, val_ds = build_datasets(args, instruction_size=max(64, tokenizer.config.input_size), bank=bank)
+        train_ds, val_ds = build_datasets(args, max(64, start.degradation_tokenizer.config.input_size), bank)
     require_batches(train_ds, args.train_batch_size, accelerator.num_processes)
     loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.dataloader_num_workers,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
-    if len(loader) == 0:
-        raise ValueError(f"{len(train_ds)} training samples are fewer than one batch of {args.train_batch_size}")
-    lr_sched = get_scheduler(
-        "cosine", optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=args.max_train_steps * accelerator.num_processes,
+
+    # optimisation
+    optimizer = torch.optim.AdamW(denoiser.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.adam_weight_decay)  # fmt: skip
+    lr_sched = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes, min_lr=args.min_learning_rate,
     )  # fmt: skip
-    # cosine to min_learning_rate rather than 0: wrap the multiplier
-    base_lambda = lr_sched.lr_lambdas[0]
-    floor = args.min_learning_rate / args.learning_rate
-    lr_sched.lr_lambdas[0] = lambda s: floor + (1 - floor) * base_lambda(s)
-    module, optimizer, loader, lr_sched = accelerator.prepare(module, optimizer, loader, lr_sched)
+    denoiser, optimizer, loader, lr_sched = accelerator.prepare(denoiser, optimizer, loader, lr_sched)
     if ema is not None:
         ema.to(accelerator.device)
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers("defusion", config=loggable_config(args))
 
-    global_step, first_epoch, skip = 0, 0, 0
-    ckpt = resolve_resume(out, args.resume_from_checkpoint)
+    global_step, skip = 0, 0
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    ckpt = resolve_resume(out, args.resume_from_checkpoint)
     if ckpt is not None:
         logger.info(f"resuming from {ckpt}")
         accelerator.load_state(str(ckpt))
         global_step = step_of(ckpt)
-        first_epoch = global_step // steps_per_epoch
         skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+    epoch = global_step // steps_per_epoch
 
-    inference_t = make_scheduler(args.prediction_type)
-    inference_t.set_timesteps(args.num_inference_steps)
-    inference_t = inference_t.timesteps.to(accelerator.device)
-    step_probs = inference_step_probs(len(inference_t), args.p_first_step).to(accelerator.device)
-    unwrapped = accelerator.unwrap_model(module)
+    # the loop
+    unwrapped = accelerator.unwrap_model(denoiser)
+    history = TrainHistory(out / "train_history.jsonl")
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="defusion")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
-    history, done = TrainHistory(out / "train_history.jsonl"), global_step >= args.max_train_steps
-    epoch = first_epoch
+    done = global_step >= args.max_train_steps
     while not done:
         train_ds.set_epoch(epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        active = accelerator.skip_first_batches(loader, skip) if skip else loader
-        skip = 0
-        for batch in active:
-            with accelerator.accumulate(module):
-                x_lq, x_hq = batch["lq"], batch["gt"]
-                b = x_lq.shape[0]
-                with torch.no_grad():
-                    if args.instruction_mode != "visual":
-                        tokens = torch.zeros(b, tokenizer.num_tokens, tokenizer.token_dim, device=x_lq.device)
-                    else:
-                        if bank is not None:
-                            tokens = bank.lookup(batch["bank_index"], device=x_lq.device)
-                        else:
-                            tokens = tokenizer.tokenize(batch["instruction"].float(), null=batch["null"].float())
-                        if args.instruction_dropout > 0:  # never for a mismatched sample: its target needs the tokens
-                            keep = torch.rand(b, device=tokens.device) >= args.instruction_dropout
-                            keep = keep | batch["mismatch"].to(tokens.device)
-                            tokens = tokens * keep.to(tokens.dtype).view(b, 1, 1)
-                y0 = clean_signal(x_lq, x_hq, args.diffusion_space).float()
-                noise = torch.randn_like(y0)
-                if args.timestep_sampling == "inference":
-                    t = inference_t[torch.multinomial(step_probs, b, replacement=True)]
-                else:
-                    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), device=y0.device)
-                y_t = scheduler.add_noise(y0, noise, t)
-                if text_encoder is not None:
-                    prompts = [text_instruction(D.from_dict(json.loads(sp)) if json.loads(sp) else None) for sp in batch["spec"]]
-                    ids = text_tok(prompts, padding="max_length", truncation=True, return_tensors="pt",
-                                   max_length=min(text_tok.model_max_length, text_encoder.config.max_position_embeddings))  # fmt: skip
-                    with torch.no_grad():
-                        text = text_encoder(ids.input_ids.to(y0.device)).last_hidden_state.float()
-                else:
-                    text = torch.zeros(b, 1, unwrapped.unet.config.cross_attention_dim, device=y0.device)
+        for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
+            with accelerator.accumulate(denoiser):
+                tokens = instruction_tokens(args, batch, start.degradation_tokenizer, bank)
                 with accelerator.autocast():
-                    pred = module(x_lq, y_t, t, tokens, text)
-                target = training_target(scheduler, y0, noise, t)
-                loss = restoration_loss(pred, target, args.loss, args.loss_eps)
+                    loss = training_step(args, denoiser, scheduler, batch, tokens, text_embeddings(start, batch))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
+                    accelerator.clip_grad_norm_(denoiser.parameters(), args.max_grad_norm)
                 optimizer.step()
                 lr_sched.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -460,18 +530,14 @@ def main(args):
             global_step += 1
             bar.update(1)
             if ema is not None:
-                ema.step(module.parameters())
-            with torch.no_grad():
-                x0 = restored_from(x_lq, predicted_y0(scheduler, y_t, pred.detach().float(), t), args.diffusion_space)
-                train_psnr = float(-10 * torch.log10(((x0.clamp(-1, 1) - x_hq) / 2).pow(2).mean() + 1e-10))
-            row = {"step": global_step, "loss": float(accelerator.gather(loss.detach()).mean()), "x0_psnr": train_psnr,
-                   "lr": lr_sched.get_last_lr()[0]}  # fmt: skip
+                ema.step(denoiser.parameters())
+            row = {"step": global_step, "loss": float(accelerator.gather(loss.detach()).mean()), "lr": lr_sched.get_last_lr()[0]}
             history.append(row)
             accelerator.log(row, step=global_step)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{train_psnr:.2f}")
-            out_of_time = False
-            if deadline is not None:
-                out_of_time = bool(accelerator.gather(torch.tensor([time.time() > deadline], device=accelerator.device)).any())
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            out_of_time = deadline is not None and bool(
+                accelerator.gather(torch.tensor([time.time() > deadline], device=accelerator.device)).any()
+            )  # every process stops at the same step
             done = global_step >= args.max_train_steps or out_of_time
             if global_step % args.checkpointing_steps == 0 or done:
                 if accelerator.is_main_process:
@@ -481,31 +547,25 @@ def main(args):
                 done or (args.validation_steps and global_step % args.validation_steps == 0)
             ):
                 if ema is not None:
-                    ema.store(module.parameters())
-                    ema.copy_to(module.parameters())
-                metrics = validate(args, unwrapped, tokenizer, make_scheduler(args.prediction_type), val_ds, out, global_step,
-                                   accelerator.device, text=(text_encoder, text_tok))  # fmt: skip
-                unwrapped.adapter.attach(unwrapped.unet)
+                    ema.store(denoiser.parameters())
+                    ema.copy_to(denoiser.parameters())
+                metrics = validate(args, trained_pipeline(args, start, unwrapped), val_ds, out, global_step)
+                if ema is not None:
+                    ema.restore(denoiser.parameters())
                 accelerator.log(metrics, step=global_step)
                 history[-1].update(metrics)
                 logger.info(f"step {global_step}: {metrics}")
-                if ema is not None:
-                    ema.restore(module.parameters())
             if accelerator.is_main_process and (global_step % args.checkpointing_steps == 0 or done):
                 history.flush()  # the rows up to this checkpoint survive a kill
             if done:
                 break
-        epoch += 1
+        skip, epoch = 0, epoch + 1
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = accelerator.unwrap_model(module)
         if ema is not None:
-            ema.copy_to(final.parameters())
-        pipe = DefusionPipeline(unet=final.unet, bridge=final.bridge, adapter=final.adapter, tokenizer=tokenizer,
-                                scheduler=make_scheduler(args.prediction_type), diffusion_space=args.diffusion_space,
-                                ground=args.ground, text_encoder=text_encoder, text_tokenizer=text_tok, **blind)  # fmt: skip
-        pipe.save_pretrained(out / "pipeline")
+            ema.copy_to(denoiser.parameters())
+        trained_pipeline(args, start, unwrapped).save_pretrained(out / "pipeline")
         history.flush()
         (out / "run_config.json").write_text(json.dumps(loggable_config(args), indent=2))
     accelerator.end_training()

@@ -10,6 +10,7 @@ from .restoration import (
     crop_pair,
     dihedral,
     list_images,
+    paired_layout,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "dihedral",
     "list_images",
     "multi_hot",
+    "paired_layout",
 ]

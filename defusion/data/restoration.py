@@ -35,6 +35,12 @@ PAIR_LAYOUTS = [("lq", "gt"), ("input", "target"), ("rainy", "gt"), ("hazy", "cl
                 ("low", "high"), ("blur", "sharp")]  # fmt: skip
 
 
+def paired_layout(root) -> tuple[str, str] | None:
+    """The ``PAIR_LAYOUTS`` entry (lq folder, gt folder) that ``root`` has, or None for a folder of single images."""
+    root = Path(root)
+    return next(((a, b) for a, b in PAIR_LAYOUTS if (root / a).is_dir() and (root / b).is_dir()), None)
+
+
 def list_images(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -134,13 +140,18 @@ class SyntheticDegradationDataset(_RestorationBase):
             its ``bank_index`` instead of instruction images.
         p_mismatch: share of items whose instruction shows kinds the image does not have; their target is the
             input itself (an instruction that does not match leaves the image alone). ``mismatch`` flags them.
+        degradation: a name string such as ``"jpeg15+noise10"``: every item is degraded by it
+            (``degradations.sample_named``) instead of a spec drawn from ``kinds``.
     """
 
     def __init__(self, source, kinds=None, crop: int = 256, train: bool = True, seed: int = 0, max_mix: int = 1,
                  p_single: float = 1.0, severity=None, instruction_size: int = 224, ground: str = "pool",
                  instruction: bool = True, ground_cache: int = 0, kind_weights=None, bank_specs=None,
-                 p_mismatch: float = 0.0):  # fmt: skip
+                 p_mismatch: float = 0.0, degradation: str | None = None):  # fmt: skip
         super().__init__(crop, train, seed, instruction_size, ground, instruction, ground_cache)
+        if degradation is not None:
+            kinds = [s.name for s in D.parse(degradation).steps]  # validates the names
+        self.degradation = degradation
         if not 0.0 <= p_mismatch <= 1.0:
             raise ValueError(f"p_mismatch must be in [0, 1], got {p_mismatch}")
         if bank_specs is not None and len(bank_specs) == 0:
@@ -180,6 +191,8 @@ class SyntheticDegradationDataset(_RestorationBase):
         if self.bank_specs is not None:
             bank_index = int(rng.integers(len(self.bank_specs)))
             spec = self.bank_specs[bank_index]
+        elif self.degradation is not None:
+            spec = D.sample_named(self.degradation, rng)
         else:
             spec = D.sample(rng, self.kinds, self.max_mix, self.p_single, self.severity, self.kind_weights)
         lq = spec.apply(gt, rng)
@@ -224,7 +237,7 @@ class PairedFolderDataset(_RestorationBase):
                  ground_cache: int = 0):  # fmt: skip
         super().__init__(crop, train, seed, instruction_size, ground, instruction, ground_cache)
         root = Path(root)
-        layout = next(((a, b) for a, b in PAIR_LAYOUTS if (root / a).is_dir() and (root / b).is_dir()), None)
+        layout = paired_layout(root)
         if layout is None:
             raise FileNotFoundError(f"{root} has none of the paired layouts {[f'{a}/+{b}/' for a, b in PAIR_LAYOUTS]}")
         gts = {_pair_key(p.stem, "gt"): p for p in list_images(root / layout[1])}
@@ -248,8 +261,7 @@ class PairedFolderDataset(_RestorationBase):
         if lq.shape != gt.shape:
             raise ValueError(f"{lq_path.name} {lq.shape} and {gt_path.name} {gt.shape} differ in size")
         lq, gt = crop_pair([lq, gt], self.crop, rng, self.train)
-        spec = D.parse(self.degradation, severity=float(rng.uniform(0.3, 1.0)), rng=rng)
-        return self._item(lq, gt, spec, rng)
+        return self._item(lq, gt, D.sample_named(self.degradation, rng), rng)
 
 
 class MixtureDataset(Dataset):

@@ -58,6 +58,14 @@ def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severi
     return steps[0] if k == 1 else Compose(steps)
 
 
+def sample_named(name: str, rng=None) -> Degradation:
+    """A spec for data named by a string like ``"rain"`` or ``"jpeg15+noise10"``: the numbers given stay fixed,
+    the other parameters are drawn at a severity uniform in [0.3, 1]. Real pairs labelled ``name`` and clean images
+    degraded by ``name`` (fine-tuning on one's own data) get their specs this way."""
+    rng = as_rng(rng)
+    return parse(name, severity=float(rng.uniform(0.3, 1.0)), rng=rng)
+
+
 __all__ = [
     "JPEG",
     "REGISTRY",
@@ -85,4 +93,5 @@ __all__ = [
     "parse",
     "register",
     "sample",
+    "sample_named",
 ]
