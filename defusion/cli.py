@@ -4,7 +4,7 @@
     defusion instruct --all -o gallery.png          # one instruction per registered degradation
     defusion instruct --list                        # registered degradation names, one a line
     defusion degrade in.png rain+noise25 -o out.png # apply degradations to an image
-    defusion eval --method nlm --tasks aio3 --data-root ../shared/data --out results/nlm
+    defusion eval --method nlm --tasks aio3 --data-root DATA --out results/nlm
     defusion restore in.png -o out.png --model DIR --instruction auto --compare cmp.png
     defusion demo -o outputs/demo                   # the README's main job
 """
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -141,7 +142,10 @@ def _eval(args) -> int:
     from .eval import PRESETS, evaluate, method_names
 
     if args.list:
+        from .weights import available
+
         print("methods: " + ", ".join(method_names()))
+        print("shipped models: " + ", ".join(available()) + " (or any saved pipeline folder)")
         for k, v in PRESETS.items():
             print(f"preset {k}: {','.join(v)}")
         return 0
@@ -153,10 +157,14 @@ def _eval(args) -> int:
     )
     from .eval import markdown_table
 
+    if not result["tasks"]:
+        reasons = "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())
+        print(f"defusion eval: no task ran, nothing written (--data-root {args.data_root}): {reasons}", file=sys.stderr)
+        return 1
     print(markdown_table({result["method"]: result}), end="")
     if args.out:
         print(f"wrote {args.out}/summary.json, summary.md, per_image.csv, gallery/")
-    return 0 if result["tasks"] else 1
+    return 0
 
 
 def _restore(args) -> int:
@@ -241,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list), a shipped model "
                     "(defusion-small, blind) or a pipeline folder")
     pe.add_argument("--tasks", help="comma-separated SET:degradation names and/or presets (aio3, aio5, defusion8, mixed6, noise, jpeg)")
-    pe.add_argument("--data-root", default="../shared/data", help="folder holding SET/gt (and SET/lq) folders")
+    pe.add_argument("--data-root", default=os.environ.get("DEFUSION_DATA", "data"),
+                    help="folder holding SET/gt (and SET/lq) folders, e.g. CBSD68/gt/*.png (default: $DEFUSION_DATA, else ./data)")
     pe.add_argument("--out", default=None, help="output folder for CSV, JSON, markdown and galleries")
     pe.add_argument("--limit", type=int, default=None, help="first N images of each set (sorted by name)")
     pe.add_argument("--no-lpips", action="store_true", help="skip LPIPS")

@@ -75,7 +75,12 @@ def test_eval_command(tmp_path, capsys):
     assert "| Set:noise25 | identity | 2 |" in capsys.readouterr().out
     assert json.loads((tmp_path / "res" / "summary.json").read_text())["tasks"]["Set:noise25"]["count"] == 2
     assert main(["eval", "--list"]) == 0
+    assert "shipped models: defusion-small, dfpir-small" in capsys.readouterr().out
     assert main(["eval", "--method", "nope", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data")]) == 2
+    # every task skipped (no such data): exit 1, say why, write nothing
+    assert main(["eval", "--method", "identity", "--tasks", "Nowhere:noise25", "--data-root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "none"), "--no-lpips"]) == 1  # fmt: skip
+    assert "no task ran" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def test_restore_command(tmp_path, capsys):

@@ -57,7 +57,8 @@ def evaluate(
     Returns the summary dict ``{task: {psnr, ssim, lpips, input_psnr, input_ssim, count, seconds_per_mp}}``
     and, with ``out_dir``, writes ``per_image.csv``, ``summary.json``, ``summary.md`` and
     ``gallery/<task>.png`` (the ``gallery`` worst and best images by PSNR: input | output | target).
-    Tasks whose data is missing are skipped with a note in the summary.
+    Tasks whose data is missing are skipped with a note in the summary; when every task is skipped, nothing is
+    written.
     """
     name = method_name or (method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__))
     fn = load_method(method) if isinstance(method, str) else method
@@ -110,7 +111,7 @@ def evaluate(
         "tasks": summary,
         "skipped": skipped,
     }
-    if out:
+    if out and summary:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "per_image.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["task"])
