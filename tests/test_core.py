@@ -167,3 +167,17 @@ def test_shipped_defusion_small_denoises_blind(photo):
     out = pipe(noisy, instruction="auto", output_type="np", generator=torch.Generator().manual_seed(0))
     assert "noise" in out.instructions[0]
     assert psnr(out.images[0], clean, None) >= psnr(noisy, clean, None) + 5
+
+
+def test_every_model_has_the_same_presets():
+    from defusion import models as M
+    from defusion.models.presets import PresetMixin
+    from defusion.perception import DegradationIdentifier
+
+    classes = [M.DefusionUNet, M.DegradationTokenizer, M.Restormer, M.PromptIR, M.DFPIR, M.PerceiveIR, M.ClearAIR,
+               DegradationIdentifier]  # fmt: skip
+    for cls in classes:
+        assert issubclass(cls, PresetMixin) and set(cls.PRESETS) == {"tiny", "small", "paper"}, cls
+        with pytest.raises(ValueError, match=f"unknown {cls.__name__} preset 'huge'; choose from"):
+            cls.from_preset("huge")
+    assert M.Restormer.from_preset("tiny", dim=8).config.dim == 8  # one argument overridden

@@ -43,7 +43,7 @@ def test_small_preset_sizes():
 
 def test_plain_unet_checkpoint_loads_unchanged(tmp_path):
     torch.manual_seed(0)
-    stock = UNet2DConditionModel(in_channels=3, out_channels=3, **PRESETS["tiny"])
+    stock = UNet2DConditionModel(**PRESETS["tiny"])
     stock.save_pretrained(tmp_path / "unet")
     ours = DefusionUNet.from_pretrained(tmp_path / "unet")
     for (k, v), (k2, v2) in zip(stock.state_dict().items(), ours.state_dict().items()):
@@ -98,7 +98,7 @@ def test_adapter_copies_kv_and_is_decoupled(tmp_path):
 
 def test_from_unet_reshapes_latent_unet():
     torch.manual_seed(0)
-    stock = UNet2DConditionModel(in_channels=4, out_channels=4, **PRESETS["tiny"])
+    stock = UNet2DConditionModel(**{**PRESETS["tiny"], "in_channels": 4, "out_channels": 4})
     for p in (1, 2):
         d = DefusionUNet.from_unet(stock, patch_size=p)
         assert d.config.in_channels == 3 * p * p and d.patch_size == p

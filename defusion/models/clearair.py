@@ -42,6 +42,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .presets import PresetMixin
 from .restormer import Downsample, LayerNorm2d, Upsample, blocks
 
 EPS = 1e-6
@@ -158,10 +159,12 @@ PRESETS = {
 }
 
 
-class ClearAIR(ModelMixin, ConfigMixin):
+class ClearAIR(ModelMixin, ConfigMixin, PresetMixin):
     """See the module docstring. The ``small``/``tiny`` presets take the offline perception modules' sizes
     (identifier IQA embedding 410 / 58, identifier probabilities + severities 26, fallback DINOv2 CLS 32); the
     ``paper`` preset the reference's (DeQA-Score 4096, DA-CLIP 512 / 512)."""
+
+    PRESETS = PRESETS
 
     @register_to_config
     def __init__(
@@ -212,12 +215,6 @@ class ClearAIR(ModelMixin, ConfigMixin):
     downsample_factor = 8
     conditions = ("quality", "masks", "degradation", "content")
     spatial_conditions = ("masks",)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "ClearAIR":
-        if name not in PRESETS:
-            raise ValueError(f"unknown ClearAIR preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
 
     def _check(self, x, quality, masks, degradation, content):
         b = x.shape[0]

@@ -27,6 +27,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .presets import PresetMixin
 from .restormer import GDFN, LayerNorm2d, RestormerEncoderMixin, Upsample, blocks
 
 
@@ -99,9 +100,11 @@ PRESETS = {
 }
 
 
-class DFPIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
+class DFPIR(RestormerEncoderMixin, ModelMixin, ConfigMixin, PresetMixin):
     """Restormer + 4 DGPBs (latent and the three skips). ``forward(x, prompt_code)`` with ``prompt_code`` the
     (B, prompt_dim) text code of the degradation prompt (``defusion.perception.DegradationPromptEncoder``)."""
+
+    PRESETS = PRESETS
 
     @register_to_config
     def __init__(
@@ -139,12 +142,6 @@ class DFPIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
 
     downsample_factor = 8
     needs_prompt = True
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "DFPIR":
-        if name not in PRESETS:
-            raise ValueError(f"unknown DFPIR preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
 
     def forward(self, x: torch.Tensor, prompt_code: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         if prompt_code is None:

@@ -28,6 +28,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from ..perception.cfe import CompactFeatureExtractor
+from .presets import PresetMixin
 from .restormer import GDFN, MDTA, LayerNorm2d, RestormerEncoderMixin, Upsample, blocks
 
 
@@ -106,10 +107,12 @@ PRESETS = {
 }
 
 
-class PerceiveIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
+class PerceiveIR(RestormerEncoderMixin, ModelMixin, ConfigMixin, PresetMixin):
     """``forward(x, semantic)``: ``semantic`` is the list of 4 (B, semantic_dim) DINOv2 CLS features for layers
     ``semantic_layers`` (1, 4, 8, 12). ``small`` and ``tiny`` expect the fallback DINOv2's width (32); give
     ``semantic_dim=768`` with real ``dinov2-base`` features."""
+
+    PRESETS = PRESETS
 
     @register_to_config
     def __init__(
@@ -147,12 +150,6 @@ class PerceiveIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
 
     downsample_factor = 8
     conditions = ("semantic",)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "PerceiveIR":
-        if name not in PRESETS:
-            raise ValueError(f"unknown PerceiveIR preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
 
     def forward(self, x: torch.Tensor, semantic=None, z: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """``x``: (B, 3, H, W), H and W multiples of 8. ``z``: the degradation code (default: ``self.cfe(x)``)."""

@@ -19,6 +19,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .presets import PresetMixin
 from .restormer import RestormerEncoderMixin, TransformerBlock, Upsample, blocks
 
 
@@ -47,8 +48,10 @@ PRESETS = {
 }  # fmt: skip
 
 
-class PromptIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
+class PromptIR(RestormerEncoderMixin, ModelMixin, ConfigMixin, PresetMixin):
     """PromptIR with ``decoder=True`` (the published model). Inputs (B, 3, H, W), H and W multiples of 8."""
+
+    PRESETS = PRESETS
 
     @register_to_config
     def __init__(
@@ -93,12 +96,6 @@ class PromptIR(RestormerEncoderMixin, ModelMixin, ConfigMixin):
         self.output = nn.Conv2d(dim * 2, out_channels, 3, padding=1, bias=bias)
 
     downsample_factor = 8
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "PromptIR":
-        if name not in PRESETS:
-            raise ValueError(f"unknown PromptIR preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
 
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         e1, e2, e3, lat = self.encode(x)

@@ -16,6 +16,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .presets import PresetMixin
+
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over channels at every pixel (biased variance, eps 1e-5). ``bias_free`` drops the mean
@@ -134,12 +136,14 @@ PRESETS = {
 }
 
 
-class Restormer(RestormerEncoderMixin, ModelMixin, ConfigMixin):
+class Restormer(RestormerEncoderMixin, ModelMixin, ConfigMixin, PresetMixin):
     """The Restormer U-shape: encoder levels at dim, 2dim, 4dim, 8dim; decoder levels 3 and 2 reduce the skip
     concatenation by a 1x1 conv, level 1 keeps 2dim channels; refinement blocks; 3x3 output conv + the input.
 
     Inputs: (B, C, H, W) in [-1, 1] or [0, 1] (the model is range-agnostic); H and W multiples of 8.
     """
+
+    PRESETS = PRESETS
 
     @register_to_config
     def __init__(
@@ -167,12 +171,6 @@ class Restormer(RestormerEncoderMixin, ModelMixin, ConfigMixin):
         self.decoder_level1 = blocks(nb[0], dim * 2, hd[0], ffn, bias, bf)
         self.refinement = blocks(num_refinement_blocks, dim * 2, hd[0], ffn, bias, bf)
         self.output = nn.Conv2d(dim * 2, out_channels, 3, padding=1, bias=bias)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "Restormer":
-        if name not in PRESETS:
-            raise ValueError(f"unknown Restormer preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
 
     downsample_factor = 8
 

@@ -23,6 +23,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import VectorQuantizer
 from torch import nn
 
+from .presets import PresetMixin
+
 PRESETS = {
     # tests: 2 levels, runs in milliseconds
     "tiny": dict(
@@ -80,12 +82,14 @@ def center_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-class DegradationTokenizer(ModelMixin, ConfigMixin):
+class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
     """VQ autoencoder whose encoder turns visual instructions into degradation tokens.
 
     Build a named configuration with ``DegradationTokenizer.from_preset("small")``; save and load with
     ``save_pretrained`` / ``from_pretrained`` (safetensors).
     """
+
+    PRESETS = PRESETS
 
     @register_to_config
     def __init__(
@@ -120,12 +124,6 @@ class DegradationTokenizer(ModelMixin, ConfigMixin):
         self.vq.quantize = VectorQuantizer(num_vq_embeddings, vq_embed_dim, beta=commitment_beta, legacy=False)
         # running (EMA) usage of each code, for statistics and dead-code restarts; not saved with the weights
         self.register_buffer("code_usage", torch.full((num_vq_embeddings,), 1.0 / num_vq_embeddings), persistent=False)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "DegradationTokenizer":
-        if name not in PRESETS:
-            raise ValueError(f"unknown tokenizer preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
 
     # ---- shapes -------------------------------------------------------------------------------
     @property

@@ -34,13 +34,15 @@ import torch.nn.functional as F
 from diffusers import ModelMixin, UNet2DConditionModel  # noqa: F401  (ModelMixin: the pipeline loader looks it up here)
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
+from .presets import PresetMixin
+
 
 PRESETS = {
     # tests: 2 levels, one cross-attention level; milliseconds per call
     "tiny": dict(
         block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1, norm_num_groups=4,
-        cross_attention_dim=8, attention_head_dim=2,
+        cross_attention_dim=8, attention_head_dim=2, in_channels=3, out_channels=3,
     ),
     # what ships: 4 levels, attention (self + instruction cross-attention) only at 1/8 resolution and in the
     # mid block, so a 512 x 512 restore stays cheap on a CPU
@@ -58,6 +60,7 @@ PRESETS = {
         down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         layers_per_block=2, norm_num_groups=32, cross_attention_dim=768, attention_head_dim=8,
+        in_channels=3, out_channels=3,
     ),
 }  # fmt: skip
 
@@ -78,14 +81,10 @@ def adaln_zero(h: torch.Tensor, mod, groups: int, eps: float) -> torch.Tensor:
     return h + gate * (normed * (1 + scale) + shift)
 
 
-class DefusionUNet(UNet2DConditionModel):
+class DefusionUNet(UNet2DConditionModel, PresetMixin):
     """``UNet2DConditionModel`` + AdaLN-Zero modulation of each encoder block's input by bridge features."""
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "DefusionUNet":
-        if name not in PRESETS:
-            raise ValueError(f"unknown U-Net preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{"in_channels": IMAGE_CHANNELS, "out_channels": IMAGE_CHANNELS, **PRESETS[name], **overrides})
+    PRESETS = PRESETS
 
     def _check_supported(self):
         cfg = self.config

@@ -16,9 +16,10 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .. import degradations as D
+from ..models.presets import PresetMixin
 
 
-class DegradationIdentifier(ModelMixin, ConfigMixin):
+class DegradationIdentifier(ModelMixin, ConfigMixin, PresetMixin):
     """Args:
     kinds: the registry names it reports (default: all).
     channels: widths of the stride-2 stages.
@@ -29,6 +30,8 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
     thresholds_given: thresholds that apply while another kind is reported ({kind: {other kind: probability}}),
         e.g. ``{"noise": {"haze": 0.55}}``: with noise found, haze needs 0.55. They can only raise a threshold.
     """
+
+    PRESETS = {"tiny": dict(channels=(8, 16), crop=32), "small": {}, "paper": dict(channels=(64, 128, 256, 384))}
 
     @register_to_config
     def __init__(self, kinds=None, channels=(32, 64, 128, 192), crop: int = 128, threshold: float = 0.5,
@@ -55,12 +58,6 @@ class DegradationIdentifier(ModelMixin, ConfigMixin):
     def kinds(self) -> list[str]:
         return list(self.config.kinds or D.names())
 
-    @classmethod
-    def from_preset(cls, name: str = "small") -> "DegradationIdentifier":
-        presets = {"tiny": dict(channels=(8, 16), crop=32), "small": {}, "paper": dict(channels=(64, 128, 256, 384))}
-        if name not in presets:
-            raise ValueError(f"unknown identifier preset {name!r}; choose from {sorted(presets)}")
-        return cls(**presets[name])
 
     def threshold_of(self, kind: str) -> float:
         """The presence probability at or above which ``kind`` is reported."""
