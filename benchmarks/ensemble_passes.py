@@ -7,7 +7,7 @@
 equal U-Net evaluations (N x S): one pass of 4 steps costs what 4 passes of 1 step cost.
 
 ``self_ensemble=N`` averages N restorations of the image rotated/flipped and moved by one-pixel grid shifts
-(``defusion.tiling.ensemble_plan``). By default the task is Gaussian noise at sigma 25 on the last ``--holdout``
+(``defusion.ensemble.ensemble_plan``). By default the task is Gaussian noise at sigma 25 on the last ``--holdout``
 BSD400 images: the images the training scripts hold out for validation, so choosing an ensemble size here
 never looks at a test set. ``--tasks`` evaluates test-set tasks instead (e.g. ``CBSD68:noise25 --limit 5``).
 Every run goes through ``defusion.eval.evaluate`` (its conventions: centre crop to a multiple of 16, per-image

@@ -4,7 +4,7 @@
 
 Every image of ``--set`` (a training pool by default, so nothing here looks at a test set) gets 8-bit Gaussian
 noise at each sigma of ``--sigmas`` (the registry's ``noise`` operator, seed ``crc32(stem/sigma)``), and each
-estimator of ``defusion.degradations.noise.estimate_noise_sigma`` reads it back. Reported per sigma, on the
+estimator of ``defusion.noise_level.estimate_noise_sigma`` reads it back. Reported per sigma, on the
 0-255 scale: the mean estimate, the mean signed error (bias), the mean absolute error and the largest
 over-statement, which is what costs a Defusion restoration most (model card, instructed vs true sigma).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from defusion import degradations as D
-from defusion.degradations.noise import estimate_noise_sigma
+from defusion.noise_level import estimate_noise_sigma
 from defusion.images import load_image
 
 METHODS = ("wavelet", "pca")

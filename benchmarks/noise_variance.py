@@ -22,7 +22,7 @@ import torch
 
 from defusion.eval import evaluate
 from defusion.eval.methods import PipelineMethod
-from defusion.tiling import ensemble_unview, ensemble_view
+from defusion.ensemble import ensemble_unview, ensemble_view
 from defusion.weights import resolve
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from defusion import degradations as D
 from defusion.eval import evaluate
 from defusion.eval.methods import PipelineMethod
-from defusion.tiling import ensemble_passes
+from defusion.ensemble import ensemble_passes
 from defusion.weights import resolve
 
 

@@ -373,7 +373,7 @@ def test_bridge_res_blocks_round_trip_and_old_layout(tmp_path):
 
 
 def test_ensemble_plan_mixes_orientations_and_grid_phases():
-    from defusion.tiling import ENSEMBLE_SIZES, ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
+    from defusion.ensemble import ENSEMBLE_SIZES, ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
 
     full = ensemble_plan(32)
     assert len(set(full)) == 32  # every (dihedral mode, one-pixel shift) pair once
@@ -397,7 +397,7 @@ def test_ensemble_plan_mixes_orientations_and_grid_phases():
 
 
 def test_ensemble_plan_keeps_to_the_allowed_views():
-    from defusion.tiling import ensemble_plan
+    from defusion.ensemble import ensemble_plan
 
     full = ensemble_plan(32)
     for modes, shifts in (((0, 2, 4, 6), True), ((0, 4), True), ((0, 4), False), ((0,), False)):
@@ -413,7 +413,7 @@ def test_ensemble_plan_keeps_to_the_allowed_views():
 
 
 def test_self_ensemble_skips_views_the_degradation_is_not_invariant_to(pipe):
-    from defusion.tiling import ensemble_plan, ensemble_unview, ensemble_view
+    from defusion.ensemble import ensemble_plan, ensemble_unview, ensemble_view
 
     x = torch.from_numpy(rand_img(20, 28)).permute(2, 0, 1)
     kw = dict(output_type="pt")
@@ -432,7 +432,7 @@ def test_self_ensemble_skips_views_the_degradation_is_not_invariant_to(pipe):
 
 
 def test_self_ensemble_averages_its_views(pipe):
-    from defusion.tiling import ensemble_plan, ensemble_unview, ensemble_view
+    from defusion.ensemble import ensemble_plan, ensemble_unview, ensemble_view
 
     x = torch.from_numpy(rand_img(20, 28)).permute(2, 0, 1)
     kw = dict(output_type="pt")

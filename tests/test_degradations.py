@@ -83,7 +83,7 @@ def test_gaussian_noise_matches_aio_protocol(photo):
 
 @pytest.mark.parametrize("sigma", [5, 25, 50])
 def test_noise_estimators_read_back_sigma(photo, sigma):
-    from defusion.degradations.noise import estimate_noise_sigma
+    from defusion.noise_level import estimate_noise_sigma
 
     noisy = D.GaussianNoise(sigma=sigma).apply(photo, np.random.default_rng(1))
     true = float(((noisy - photo) * 255).std())  # what the clipped noise really is
@@ -98,7 +98,7 @@ def test_noise_estimators_read_back_sigma(photo, sigma):
 
 
 def test_noise_estimator_edge_cases(photo):
-    from defusion.degradations.noise import estimate_noise_sigma
+    from defusion.noise_level import estimate_noise_sigma
 
     assert estimate_noise_sigma(photo[:8, :8], method="pca") >= 0  # patches shrink on tiny images
     flat = np.ones((32, 32, 3), np.float32) * np.array([0.2, 0.5, 0.7], np.float32)
@@ -207,7 +207,7 @@ def test_declared_ensemble_symmetries_match_the_operators():
     that, and the modes it leaves out break it (the test-time ensemble relies on these declarations)."""
     import torch
 
-    from defusion.tiling import dihedral
+    from defusion.ensemble import dihedral
 
     def streak_ratio(layer):  # > 1: structures run vertically (rows change less than columns)
         return np.abs(np.diff(layer, axis=1)).mean() / np.abs(np.diff(layer, axis=0)).mean()

@@ -79,10 +79,10 @@ class Degradation:
     aliases: ClassVar[tuple[str, ...]] = ()
     primary: ClassVar[str | None] = None  # field set by a number in a name string, e.g. "noise25"
     identity_at_zero: ClassVar[bool] = True  # False where severity 0 can only be near-identity (JPEG)
-    # The rotations/flips (numbered as ``defusion.tiling.dihedral``: 0 identity, 1-3 rotations by 90/180/270
+    # The rotations/flips (numbered as ``defusion.ensemble.dihedral``: 0 identity, 1-3 rotations by 90/180/270
     # degrees, 4-7 the same after a left-right flip) that map a sample of this degradation onto one it could
     # have drawn. Training applies them to the clean crop before degrading it, so a test-time ensemble
-    # (``defusion.tiling.ensemble_plan``) must keep to these: rotated rain streaks or upside-down haze are
+    # (``defusion.ensemble.ensemble_plan``) must keep to these: rotated rain streaks or upside-down haze are
     # inputs the model has never seen (``ensemble_symmetry``).
     dihedral_modes: ClassVar[tuple[int, ...]] = (0, 1, 2, 3, 4, 5, 6, 7)
     grid_shifts: ClassVar[bool] = True  # False where a one-pixel shift moves it off a pixel grid (JPEG blocks)

@@ -29,7 +29,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..degradations.noise import estimate_noise_sigma
+from ..noise_level import estimate_noise_sigma
 
 MethodFn = Callable[[np.ndarray], np.ndarray]
 _METHODS: dict[str, Callable[[], MethodFn]] = {}

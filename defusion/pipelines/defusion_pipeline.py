@@ -28,13 +28,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .. import degradations as D
-from ..degradations.noise import NOISE_ESTIMATORS, estimate_noise_sigma
+from ..noise_level import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..diffusion import check_space, make_scheduler, restored_from
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionDenoiser, DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from ..models.denoiser import check_scale
 from ..perception import DegradationIdentifier
-from ..tiling import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view, tile_count, tiled_apply
+from ..ensemble import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
+from ..tiling import tile_count, tiled_apply
 from ..weights import resolve
 from .loading import PackagedPipeline, check_pipeline_folder
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
@@ -58,7 +59,7 @@ class DefusionPipeline(PackagedPipeline):
     ``text_encoder`` / ``text_tokenizer`` (the text-instruction ablation). ``denoiser`` is the one conditioned
     forward over unet + bridge + adapter (``DefusionDenoiser``). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation),
     ``ground`` ("pool", or "blank" / "simple" for the grounding ablations), and for blind mode
-    ``noise_estimator`` ("pca" or "wavelet", ``defusion.degradations.noise.estimate_noise_sigma``) with
+    ``noise_estimator`` ("pca" or "wavelet", ``defusion.noise_level.estimate_noise_sigma``) with
     ``noise_scale`` (the instructed sigma is ``noise_scale`` x the estimate). ``default_steps`` and
     ``default_self_ensemble`` are what a call without ``num_inference_steps`` / ``self_ensemble`` runs (4 DDIM
     steps and one pass, as in the paper, unless a saved model says otherwise: its model card says why)."""
@@ -266,7 +267,7 @@ class DefusionPipeline(PackagedPipeline):
                 adapter's ``config.scale`` (as trained). Nothing of it stays for later calls.
             instruction_seed: seed of the ground and the degradation drawn for name-string instructions.
             self_ensemble: average several restorations of each image, each of it rotated/flipped and moved by a
-                one-pixel grid shift (``defusion.tiling.ensemble_plan``), every pass from the same initial noise
+                one-pixel grid shift (``defusion.ensemble.ensemble_plan``), every pass from the same initial noise
                 state: True for 8 passes, or the number of passes (1, 2, 4, 8, 16 or 32); N passes take N times as
                 long. On sigma-25 noise 4 passes give most of the gain (model card). Only views the instruction's
                 degradations are invariant to are used (``ensemble_views``): no 90-degree turns for rain or snow,
