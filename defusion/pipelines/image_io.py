@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
+from diffusers.image_processor import VaeImageProcessor
 
 from ..images import to_float_image
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+_PROCESSOR = VaeImageProcessor(vae_scale_factor=1, do_resize=False, do_normalize=True)
 
 
 def as_image_list(image) -> list[np.ndarray]:
@@ -52,13 +53,8 @@ def check_output_type(output_type: str) -> None:
 
 
 def postprocess(x, output_type: str):
-    """(B, 3, H, W) in [-1, 1] (or a list of (3, H, W) of different sizes) -> PIL list, np BHWC or pt BCHW in [0, 1]."""
+    """(B, 3, H, W) in [-1, 1] (or a list of (3, H, W) of different sizes) -> PIL list, np BHWC or pt BCHW in [0, 1]
+    (diffusers' ``VaeImageProcessor.postprocess``; tensors come back on the CPU)."""
     if isinstance(x, list):
         return [postprocess(t[None], output_type)[0] for t in x]
-    x = ((x.float() + 1) / 2).clamp(0, 1)
-    if output_type == "pt":
-        return x.cpu()
-    arr = x.permute(0, 2, 3, 1).cpu().numpy()
-    if output_type == "np":
-        return arr
-    return [PIL.Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]
+    return _PROCESSOR.postprocess(x.float().cpu(), output_type=output_type)
