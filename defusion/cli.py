@@ -22,7 +22,7 @@ import numpy as np
 def _instruct(args) -> int:
     from . import degradations as D
     from .instructions import VisualInstruction, instruction_gallery
-    from visual_grounds import make_grid, save_png
+    from .images import make_grid, save_png
 
     if args.list:
         for name in D.names():
@@ -66,7 +66,9 @@ def _demo(args) -> int:
     from .assets import sample_path
     from .images import load_image
     from .instructions import VisualInstruction, instruction_gallery
-    from visual_grounds import GroundPool, make_grid, save_png
+    from visual_grounds import GroundPool
+
+    from .images import make_grid, save_png
 
     out = Path(args.output)
     model = None if args.no_restore else _demo_model(args.model)  # fail before the galleries, not after
@@ -121,7 +123,7 @@ def _demo_restore(sample, clean, path, model, seed):
 
     from .metrics import psnr
     from .pipelines import DefusionPipeline
-    from visual_grounds import make_grid, save_png
+    from .images import make_grid, save_png
 
     pipe = DefusionPipeline.from_pretrained(model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
@@ -172,7 +174,7 @@ def _restore(args) -> int:
 
     from .images import load_image, save_image
     from .pipelines import DefusionPipeline, RestorerPipeline, pipeline_class
-    from visual_grounds import make_grid, save_png
+    from .images import make_grid, save_png
 
     from .weights import resolve
 
@@ -204,7 +206,7 @@ def _restore_regression(args, folder) -> int:
 
     from .images import load_image, save_image
     from .pipelines import RestorerPipeline
-    from visual_grounds import make_grid, save_png
+    from .images import make_grid, save_png
 
     if args.self_ensemble not in (None, 1):
         raise ValueError("--self-ensemble is a Defusion option; a RestorerPipeline runs one pass")

@@ -16,10 +16,11 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from visual_grounds import DEFAULT_SIZE, GroundPool, blank_ground, make_grid, save_png, simple_ground
+from visual_grounds import DEFAULT_SIZE, GroundPool, blank_ground, simple_ground
 
 from . import degradations as D
 from .degradations import Compose, Degradation
+from .images import make_grid, save_png
 
 GROUND_KINDS = ("pool", "blank", "simple")
 

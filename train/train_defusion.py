@@ -51,6 +51,7 @@ from defusion.data import (
     paired_layout,
 )
 from defusion.diffusion import clean_signal, make_scheduler, training_target
+from defusion.images import make_grid, save_png
 from defusion.instructions import VisualInstruction, text_instruction
 from defusion.losses import LOSSES, restoration_loss
 from defusion.metrics import psnr
@@ -73,7 +74,6 @@ from defusion.training_utils import (
     step_of,
     tensor_to_image,
 )
-from visual_grounds import make_grid, save_png
 
 logger = get_logger(__name__)
 COMPONENTS = {"unet": DefusionUNet, "bridge": ImageRestorationBridge, "adapter": VisualInstructionAdapter}

@@ -42,7 +42,7 @@ from defusion.training_utils import (
     step_of,
     tensor_to_image,
 )
-from visual_grounds import make_grid, save_png
+from defusion.images import make_grid, save_png
 
 logger = get_logger(__name__)
 

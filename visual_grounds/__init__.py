@@ -9,7 +9,6 @@ of each category and composes them into a ground.
     >>> ground.image.shape, ground.categories
 """
 
-from .gallery import make_grid, save_png
 from .natural import ImageFolderElement
 from .pool import CATEGORIES, DEFAULT_SIZE, ELEMENTS, Ground, GroundPool, Part, blank_ground, simple_ground
 
@@ -22,7 +21,5 @@ __all__ = [
     "ImageFolderElement",
     "Part",
     "blank_ground",
-    "make_grid",
-    "save_png",
     "simple_ground",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .gallery import save_png
+from defusion.images import save_png
+
 from .pool import GroundPool
 
 

@@ -147,14 +147,14 @@ class GroundPool:
 
     def gallery(self, n: int = 16, seed: int = 0, cols: int = 4) -> np.ndarray:
         """``n`` grounds (seeds ``seed``, ``seed+1``, ...) in a labelled grid."""
-        from .gallery import make_grid
+        from defusion.images import make_grid
 
         grounds = [self.sample(seed + i) for i in range(n)]
         return make_grid([g.image for g in grounds], [f"seed {seed + i}" for i in range(n)], cols=cols)
 
     def element_gallery(self, seed: int = 0, tile: int = 128) -> np.ndarray:
         """Every element of every category, one row a category."""
-        from .gallery import make_grid
+        from defusion.images import make_grid
 
         images, labels = [], []
         names = self.element_names()

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from visual_grounds import make_grid, save_png
 
 from .. import __version__
+from ..images import make_grid, save_png
 from ..metrics import LPIPS, psnr, ssim
 from .methods import load_method
 from .tasks import Task, iter_samples, parse_tasks
