@@ -63,8 +63,13 @@ def test_spec_json_round_trip(name, photo):
 @pytest.mark.parametrize("name", ALL)
 def test_grayscale_single_channel(name, photo):
     grey = photo.mean(axis=-1, keepdims=True)
-    out = D.get(name).sample(0, 0.6).apply(grey, 0)
-    assert out.shape == grey.shape
+    spec = D.get(name).sample(0, 0.6)
+    out = spec.apply(grey, 0)
+    assert out.shape == grey.shape and out.dtype == np.float32
+    assert np.isfinite(out).all() and 0.0 <= out.min() and out.max() <= 1.0
+    assert np.abs(out - grey).mean() > 1e-3, "a severity-0.6 degradation must change a grey image"
+    if name in ("blur", "defocus", "motion_blur", "resize"):  # per-channel filters: grey = one channel of grey RGB
+        np.testing.assert_allclose(out[..., 0], spec.apply(np.repeat(grey, 3, axis=-1), 0)[..., 0], atol=1e-5)
 
 
 def test_specs_are_frozen():

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "train"))
-from train_defusion import inference_step_probs, main, parse_args  # noqa: E402
+from train_defusion import build_datasets, inference_step_probs, main, parse_args, training_step  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +116,74 @@ def test_hf_imagefolder_and_paired_sources(tmp_path, photo):
         save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "hf" / f"{i}.png")
         save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "pairs" / "rainy" / f"rain-{i}.png")
         save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "pairs" / "gt" / f"norain-{i}.png")
-    hist = main(parse_args(["--preset", "tiny", "--hf_imagefolder", str(tmp_path / "hf"), "--paired",
-                            f"{tmp_path / 'pairs'}:rain", "--repeats", "1", "2", "--resolution", "32",
-                            "--train_batch_size", "3", "--max_train_steps", "2", "--report_to", "none",
-                            "--output_dir", str(tmp_path / "out"), "--val_holdout", "0", "--cpu"]))  # fmt: skip
-    assert len(hist) == 2
+    args = parse_args(["--preset", "tiny", "--hf_imagefolder", str(tmp_path / "hf"), "--paired",
+                       f"{tmp_path / 'pairs'}:rain", "--repeats", "1", "2", "--resolution", "32",
+                       "--train_batch_size", "3", "--max_train_steps", "2", "--report_to", "none",
+                       "--output_dir", str(tmp_path / "out"), "--val_holdout", "0", "--cpu"])  # fmt: skip
+    train, val = build_datasets(args, instruction_size=64)
+    assert len(train) == 3 + 2 * 3 and val is None  # repeats follow --paired, then --hf_imagefolder: 3 pairs, 2 x 3
+    paired = [train[i] for i in range(3)]
+    assert all(json.loads(item["spec"])["name"] == "rain" for item in paired)  # named by DIR:rain
+    assert all(json.loads(train[i]["spec"])["name"] in ("noise", "rain", "haze") for i in range(3, 9))
+    hist = main(args)
+    assert [h["step"] for h in hist] == [1, 2] and all(np.isfinite(h["loss"]) for h in hist)
+    assert (tmp_path / "out" / "pipeline" / "model_index.json").is_file()
+
+
+def test_training_step_fits_a_fixed_batch(clean_dir, tmp_path):
+    """The step the training loop takes, called directly: on one fixed batch the loss falls."""
+    import torch
+
+    from defusion import DefusionPipeline
+
+    args = parse_args(base(clean_dir, tmp_path, 1, "--val_holdout", "0", "--instruction_dropout", "0"))
+    train, _ = build_datasets(args, instruction_size=64)
+    torch.manual_seed(0)
+    pipe = DefusionPipeline.from_preset("tiny")
+    batch = torch.utils.data.default_collate([train[i] for i in range(4)])
+    tokens = pipe.degradation_tokenizer.tokenize(batch["instruction"], null=batch["null"]).detach()
+    opt = torch.optim.Adam(pipe.denoiser.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        torch.manual_seed(len(losses))  # the same noise and timesteps each step: only the weights change
+        loss = training_step(args, pipe.denoiser, pipe.scheduler, batch, tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_fine_tune_a_shipped_style_model_on_a_train_dir(clean_dir, tmp_path, photo):
+    """--pretrained + --train_dir + --degradation: clean images degraded by the spec, or real pairs."""
+    from defusion import DefusionPipeline
+    from defusion.images import save_image
+
+    start = DefusionPipeline.from_preset("tiny")
+    start.save_pretrained(tmp_path / "start")
+    common = ["--pretrained", str(tmp_path / "start"), "--resolution", "32", "--train_batch_size", "2",
+              "--max_train_steps", "2", "--report_to", "none", "--cpu", "--checkpointing_steps", "1000"]  # fmt: skip
+    args = parse_args([*common, "--train_dir", str(clean_dir), "--degradation", "jpeg20+noise5", "--val_holdout", "2",
+                       "--output_dir", str(tmp_path / "a")])  # fmt: skip
+    train, val = build_datasets(args, instruction_size=64)
+    assert len(train) == 4 and len(val) == 2  # the last 2 of the folder held out
+    for item in [train[0], train[1], val[0]]:
+        steps = json.loads(item["spec"])["steps"]
+        assert [(st["name"], st.get("quality", st.get("sigma"))) for st in steps] == [("jpeg", 20), ("noise", 5.0)]
+    hist = main(args)
+    assert "val_psnr" in hist[-1]
+    tuned = DefusionPipeline.from_pretrained(tmp_path / "a" / "pipeline")
+    assert tuned.identifier is not None  # blind mode still works after a fine-tune
+    for i in range(4):
+        save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "pairs" / "lq" / f"{i}.png")
+        save_image(photo[:48, i * 40 : i * 40 + 48], tmp_path / "pairs" / "gt" / f"{i}.png")
+    main(parse_args([*common, "--train_dir", str(tmp_path / "pairs"), "--degradation", "rain", "--output_dir",
+                     str(tmp_path / "b")]))  # fmt: skip
+    assert (tmp_path / "b" / "pipeline" / "model_index.json").is_file()
+    for bad in (["--train_dir", str(clean_dir)], ["--train_dir", str(tmp_path / "nope"), "--degradation", "rain"],
+                ["--train_dir", str(clean_dir), "--degradation", "smog"]):
+        with pytest.raises(SystemExit):
+            parse_args([*common, *bad, "--output_dir", str(tmp_path / "c")])
 
 
 def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
