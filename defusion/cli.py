@@ -62,13 +62,12 @@ def _degrade(args) -> int:
 
 
 def _demo(args) -> int:
-    from . import degradations as D
-    from .assets import sample_path
-    from .images import load_image
-    from .instructions import VisualInstruction, instruction_gallery
     from visual_grounds import GroundPool
 
-    from .images import make_grid, save_png
+    from . import degradations as D
+    from .assets import sample_path
+    from .images import load_image, make_grid, save_png
+    from .instructions import VisualInstruction, instruction_gallery
 
     out = Path(args.output)
     model = None if args.no_restore else _demo_model(args.model)  # fail before the galleries, not after
@@ -172,10 +171,8 @@ def _eval(args) -> int:
 def _restore(args) -> int:
     import torch
 
-    from .images import load_image, save_image
+    from .images import load_image, make_grid, save_image, save_png
     from .pipelines import DefusionPipeline, RestorerPipeline, pipeline_class
-    from .images import make_grid, save_png
-
     from .weights import resolve
 
     folder = resolve(args.model)
@@ -204,9 +201,8 @@ def _restore_regression(args, folder) -> int:
     """``defusion restore --model dfpir-small``: a RestorerPipeline, told the degradation (or "auto")."""
     import torch
 
-    from .images import load_image, save_image
+    from .images import load_image, make_grid, save_image, save_png
     from .pipelines import RestorerPipeline
-    from .images import make_grid, save_png
 
     if args.self_ensemble not in (None, 1):
         raise ValueError("--self-ensemble is a Defusion option; a RestorerPipeline runs one pass")

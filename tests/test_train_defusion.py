@@ -170,6 +170,10 @@ def test_fine_tune_a_shipped_style_model_on_a_train_dir(clean_dir, tmp_path, pho
     for item in [train[0], train[1], val[0]]:
         steps = json.loads(item["spec"])["steps"]
         assert [(st["name"], st.get("quality", st.get("sigma"))) for st in steps] == [("jpeg", 20), ("noise", 5.0)]
+    mixed = parse_args([*common, "--train_dir", str(clean_dir), "--degradation", "jpeg20", "--clean_dirs", str(clean_dir),
+                        "--kinds", "rain", "--val_holdout", "0", "--output_dir", str(tmp_path / "m")])  # fmt: skip
+    mix, _ = build_datasets(mixed, instruction_size=64)  # your data beside the general mixture
+    assert [json.loads(mix[i]["spec"])["name"] for i in (0, 6)] == ["jpeg", "rain"]
     hist = main(args)
     assert "val_psnr" in hist[-1]
     tuned = DefusionPipeline.from_pretrained(tmp_path / "a" / "pipeline")
