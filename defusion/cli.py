@@ -5,6 +5,7 @@
     defusion instruct --list                        # registered degradation names, one a line
     defusion degrade in.png rain+noise25 -o out.png # apply degradations to an image
     defusion eval --method nlm --tasks aio3 --data-root DATA --out results/nlm
+    defusion serve [--port 7860] [--model NAME_OR_FOLDER]   # a web page (pip install -e ".[web]")
     defusion restore in.png -o out.png --model DIR --instruction auto --compare cmp.png
     defusion demo -o outputs/demo                   # the README's main job
 """
@@ -279,7 +280,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "else another shipped defusion-small* model)")
     pm.add_argument("--no-restore", action="store_true", help="only the instruction galleries")
     pm.set_defaults(fn=_demo)
+
+    ps = sub.add_parser("serve", help="a web page to restore photos (offline; needs the web extra)")
+    ps.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    ps.add_argument("--port", type=int, default=7860)
+    ps.add_argument("--model", default="defusion-small", help="the page's default model: shipped name or folder")
+    ps.add_argument("--max-megapixels", type=float, default=12.0, help="larger uploads are refused")
+    ps.add_argument("--quiet", action="store_true")
+    ps.set_defaults(fn=_serve)
     return p
+
+
+def _serve(args) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ValueError('the web page needs Gradio: pip install -e ".[web]"') from None
+    from .pipelines import pipeline_class
+    from .web import serve
+    from .weights import resolve
+
+    if not 0 < args.port < 65536 or args.max_megapixels <= 0:
+        raise ValueError("--port must be 1-65535 and --max-megapixels > 0")
+    pipeline_class(resolve(args.model))  # a missing or wrong model folder fails here, before the server starts
+    serve(args.host, args.port, args.model, args.max_megapixels, quiet=args.quiet)
+    return 0
 
 
 def main(argv=None) -> int:
