@@ -147,7 +147,7 @@ def restore(cache: ModelCache, model: str, image: np.ndarray, instruction, steps
 def summary(result: Result, image: np.ndarray) -> str:
     """The page's text under the result: time, what the model was told, metrics."""
     h, w = image.shape[:2]
-    lines = [f"**{result.seconds:.1f} s** for {w} x {h} ({w * h / 1e6 / max(result.seconds, 1e-9):.2f} MP/s); "
+    lines = [f"**{result.seconds:.1f} s** for {w} x {h} ({result.seconds / (w * h / 1e6):.1f} s per megapixel); "
              f"instruction: `{result.instruction}`"]  # fmt: skip
     if result.metrics:
         m = result.metrics
