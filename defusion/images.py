@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 MAX_PIXELS = 80_000_000  # refuse images above 80 megapixels instead of running out of memory deep inside
 
@@ -58,6 +58,7 @@ def _png_bit_depth(path: Path) -> int | None:
 
 
 def _pil_to_float(im: Image.Image) -> np.ndarray:
+    im = ImageOps.exif_transpose(im)  # phone photos: the pixels the way the camera was held
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(im, dtype=np.uint16).astype(np.float32) / 65535.0
         return arr[..., None]

@@ -82,3 +82,21 @@ def test_huge_image_refused_before_allocation():
     huge = as_strided(base, shape=(20000, 20000, 3), strides=(0, 0, 0))  # no memory behind it
     with pytest.raises(ValueError, match="limit"):
         check_image(huge)
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    """A phone photo stored sideways with an EXIF orientation comes back the way it was taken, from a file or a PIL
+    image."""
+    from PIL import Image
+
+    from defusion.images import load_image, to_float_image
+
+    upright = np.zeros((40, 60, 3), np.uint8)
+    upright[:10] = 255  # a white band along the top
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # the sensor's sideways pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    for img in (load_image(tmp_path / "phone.jpg"), to_float_image(Image.open(tmp_path / "phone.jpg"))):
+        assert img.shape == (40, 60, 3)
+        assert img[:10].mean() > 0.9 and img[12:].mean() < 0.1
