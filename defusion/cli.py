@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--max-megapixels", type=float, default=12.0, help="larger uploads are refused")
     ps.add_argument("--quiet", action="store_true")
     ps.set_defaults(fn=_serve)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
 
 
@@ -311,8 +313,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"defusion {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"defusion {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every failure is one line on stderr; --debug shows where it came from
+        if args.debug:
+            raise
+        kind = "" if isinstance(e, (ValueError, FileNotFoundError, TypeError)) else f"{type(e).__name__}: "
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"defusion {args.command}: error: {kind}{message[:500]} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 

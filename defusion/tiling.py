@@ -14,14 +14,26 @@ from typing import Callable, Sequence
 import torch
 
 
+def check_tiling(tile_size, tile_overlap, multiple: int = 1) -> None:
+    """Validate a pipeline's ``tile_size`` (None: no tiling, or a positive multiple of ``multiple``) and
+    ``tile_overlap`` (a whole number of pixels, at least 0, below ``tile_size``)."""
+    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < multiple
+                                  or tile_size % multiple):  # fmt: skip
+        raise ValueError(f"tile_size must be None or a positive multiple of {multiple}, got {tile_size!r}")
+    if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or tile_overlap < 0:
+        raise ValueError(f"tile_overlap must be a whole number of pixels >= 0, got {tile_overlap!r}")
+    if tile_size is not None and tile_overlap >= tile_size:
+        raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size})")
+
+
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` between them."""
+    if length <= tile:
+        return [0]  # one tile along this side, however thin the image (no overlap needed)
     if tile <= overlap:
         raise ValueError(f"tile ({tile}) must be larger than overlap ({overlap})")
     if tile % multiple:
         raise ValueError(f"tile ({tile}) must be a multiple of {multiple}")
-    if length <= tile:
-        return [0]
     stride = tile - overlap
     n = -(-(length - tile) // stride) + 1  # ceil
     starts = [min(i * stride, length - tile) for i in range(n)]

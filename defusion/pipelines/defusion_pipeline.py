@@ -35,7 +35,7 @@ from ..models import DefusionDenoiser, DefusionUNet, DegradationTokenizer, Image
 from ..models.denoiser import check_scale
 from ..perception import DegradationIdentifier
 from ..ensemble import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
-from ..tiling import tile_count, tiled_apply
+from ..tiling import check_tiling, tile_count, tiled_apply
 from ..weights import resolve
 from .loading import PackagedPipeline, check_pipeline_folder
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
@@ -257,6 +257,7 @@ class DefusionPipeline(PackagedPipeline):
             num_inference_steps: DDIM steps (4 in the paper); None: the pipeline's ``default_steps``.
             generator: torch generator(s) for the initial noise; with ``eta=0`` the result is deterministic.
             output_type: ``"pil"``, ``"np"`` (BHWC) or ``"pt"`` (BCHW), in [0, 1].
+            eta: DDIM's eta, in [0, 1) (0: deterministic).
             tile_size / tile_overlap: images larger than ``tile_size`` are processed in overlapping tiles at every
                 step and blended (memory bounded by the tile); None disables tiling.
             prompt: a text instruction (e.g. ``"remove rain"``) for the U-Net's text cross-attention, encoded by
@@ -283,11 +284,12 @@ class DefusionPipeline(PackagedPipeline):
         passes = ensemble_passes(self.config.default_self_ensemble if self_ensemble is None else self_ensemble)
         if num_inference_steps is None:
             num_inference_steps = self.config.default_steps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+        max_steps = self.scheduler.config.num_train_timesteps
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) or not 1 <= num_inference_steps <= max_steps:
+            raise ValueError(f"num_inference_steps must be an integer from 1 to {max_steps}, got {num_inference_steps!r}")
         check_output_type(output_type)
-        if tile_size is not None and tile_size % self.multiple:
-            raise ValueError(f"tile_size must be a multiple of {self.multiple}, got {tile_size}")
+        check_tiling(tile_size, tile_overlap, self.multiple)
+        check_eta(eta, self.scheduler)
         images = as_image_list(image)
         insts = list(instruction) if isinstance(instruction, list) else [instruction] * len(images)
         if len(insts) != len(images):
@@ -331,6 +333,9 @@ class DefusionPipeline(PackagedPipeline):
                                      tile_size, tile_overlap, eta, callback)  # fmt: skip
             for j, i in enumerate(idx):
                 results[i] = restored[j]
+        if not all(bool(torch.isfinite(r).all()) for r in results.values()):
+            raise ValueError("the restoration is not finite (NaN or inf): the weights may be damaged (reload the model "
+                             "folder), or a setting such as eta or instruction_scale is out of range")  # fmt: skip
         outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
         images_out = postprocess(outputs, output_type)
         labels = [i.label if i is not None else "none" for i in insts]
@@ -403,6 +408,15 @@ class DefusionPipeline(PackagedPipeline):
             restored = restored_from(lq, y, self.config.diffusion_space)[..., :vh, :vw].clamp(-1, 1)
             outs.append(restored if single else ensemble_unview(restored, *view))
         return outs[0] if single else sum(outs) / len(outs)
+
+
+def check_eta(eta, scheduler) -> None:
+    """DDIM's eta: a number in [0, 1], below 1 with zero terminal SNR (there, eta = 1 takes the square root of a
+    negative rounding error at the first step and every pixel comes out NaN)."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+    if float(eta) >= 1.0 and scheduler.config.get("rescale_betas_zero_snr", False):
+        raise ValueError("eta must be below 1 with this zero-terminal-SNR scheduler (try 0.99), got 1.0")
 
 
 def _copy(generator: torch.Generator | None) -> torch.Generator | None:

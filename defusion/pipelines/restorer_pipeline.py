@@ -28,7 +28,7 @@ from .. import degradations as D
 from ..models import DFPIR, ClearAIR, PerceiveIR, PromptIR, Restormer
 from ..perception import Conditioner, DegradationIdentifier, DegradationPromptEncoder, RegionMasks, SemanticEncoder, prompt_for
 from ..perception.semantic import random_dinov2
-from ..tiling import tiled_apply
+from ..tiling import check_tiling, tiled_apply
 from .loading import PackagedPipeline
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
 
@@ -113,8 +113,7 @@ class RestorerPipeline(PackagedPipeline):
         # a prompt model has nothing to remove where "auto" detected nothing: those images come back as they are
         unchanged = {i for i, lab in enumerate(labels) if lab is None and self.needs_prompt}
         m = self.restorer.downsample_factor
-        if tile_size is not None and tile_size % m:
-            raise ValueError(f"tile_size must be a multiple of {m}, got {tile_size}")
+        check_tiling(tile_size, tile_overlap, m)
         device, dtype = self._execution_device, self.restorer.dtype
         conditioner = self.conditioner() if getattr(self.restorer, "conditions", ()) else None
         spatial = tuple(getattr(self.restorer, "spatial_conditions", ()))
