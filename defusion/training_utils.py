@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +21,91 @@ def checkpoint_dirs(output_dir) -> list[Path]:
     return sorted(found, key=lambda d: int(d.name[11:]))
 
 
-def resolve_resume(output_dir, resume_from_checkpoint: str | None) -> Path | None:
-    """``"latest"`` -> newest checkpoint (None if there is none); a name or path -> that folder (must exist)."""
+def checkpoint_problem(folder) -> str | None:
+    """Why a checkpoint folder cannot be resumed from (a missing, empty or truncated file, named), or None when it
+    looks intact. Reads headers and archive checksums only; nothing is unpickled."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    if not files:
+        return f"{folder} is empty"
+    for f in files:
+        if f.stat().st_size == 0:
+            return f"{f} is empty"
+        try:
+            if f.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(f), "pt") as st:
+                    for key in st.keys():
+                        st.get_slice(key)  # every tensor's extent must lie inside the file
+                if f.stat().st_size < _safetensors_end(f):
+                    return f"{f} is truncated"
+            elif f.suffix in (".bin", ".pt", ".pkl") and zipfile.is_zipfile(f):  # torch.save archives
+                with zipfile.ZipFile(f) as z:
+                    bad = z.testzip()
+                if bad is not None:
+                    return f"{f} is damaged ({bad})"
+            elif f.suffix in (".bin", ".pt"):
+                return f"{f} is truncated or not a torch archive"
+            elif f.suffix == ".pkl" and not f.read_bytes().endswith(b"."):
+                return f"{f} is truncated"  # a plain pickle ends with its STOP opcode
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+        except Exception as e:  # a damaged file of any kind: say which
+            return f"{f} is damaged ({type(e).__name__}: {e})"
+    return None
+
+
+def _safetensors_end(path: Path) -> int:
+    """The file size a safetensors file's header promises (8 + header + the last tensor's end)."""
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    return 8 + n + max(ends, default=0)
+
+
+def resolve_resume(output_dir, resume_from_checkpoint: str | None, warn=print) -> Path | None:
+    """``"latest"`` -> the newest intact checkpoint (None if there is none; damaged ones are skipped with a
+    warning); a name or path -> that folder, which must exist and be intact."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "latest":
-        dirs = checkpoint_dirs(output_dir)
-        return dirs[-1] if dirs else None
+        for d in reversed(checkpoint_dirs(output_dir)):
+            problem = checkpoint_problem(d)
+            if problem is None:
+                return d
+            warn(f"warning: skipping damaged checkpoint {d.name}: {problem}")
+        return None
     p = Path(resume_from_checkpoint)
     if not p.is_absolute() and not p.exists():
         p = Path(output_dir) / p
     if not p.is_dir():
         raise FileNotFoundError(f"checkpoint {resume_from_checkpoint} not found (looked at {p})")
+    problem = checkpoint_problem(p)
+    if problem is not None:
+        raise ValueError(f"cannot resume from {p}: {problem}")
     return p
+
+
+def save_checkpoint(accelerator, output_dir, step: int, total_limit: int | None) -> Path:
+    """``accelerator.save_state`` into a temporary folder, renamed to ``checkpoint-{step}`` once complete, so a
+    run killed while saving leaves no half-written checkpoint; the oldest ones beyond ``total_limit`` go first."""
+    out = Path(output_dir)
+    final, tmp = out / f"checkpoint-{step}", out / f".checkpoint-{step}.tmp"
+    if accelerator.is_main_process:
+        prune_checkpoints(out, total_limit)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
 
 
 def step_of(checkpoint: Path) -> int:
@@ -112,6 +185,13 @@ class TrainHistory(list):
         super().__init__()
         self.path = Path(path)
         self._written = 0
+
+    def truncate_after(self, step: int) -> None:
+        """Drop the written rows past ``step``: a run resumed from an older checkpoint (the newer one was damaged)
+        redoes those steps."""
+        if self.path.is_file():
+            rows = [r for r in self.path.read_text().splitlines() if r.strip() and json.loads(r).get("step", 0) <= step]
+            self.path.write_text("".join(r + "\n" for r in rows))
 
     def flush(self) -> None:
         """Append the rows added since the last flush (changes to rows already written are not seen)."""

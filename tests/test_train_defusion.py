@@ -259,3 +259,58 @@ def test_history_is_written_at_checkpoints(tmp_path):
     resumed.flush()
     assert [json.loads(r)["step"] for r in path.read_text().splitlines()] == [1, 2, 3, 4]
     assert h == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.4}, {"step": 3, "loss": 0.3}]
+
+
+def test_kill_and_resume_is_bit_exact(clean_dir, tmp_path):
+    """SIGKILL a run after a checkpoint, damage its newest checkpoint, resume from 'latest': the run falls back to
+    the last intact checkpoint and ends with the same weights and losses as a run that was never interrupted."""
+    import signal
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    args = [*base(clean_dir, tmp_path / "x", 8, "--val_holdout", "0", "--checkpointing_steps", "2", "--use_ema",
+                  "--train_batch_size", "2")]  # fmt: skip
+    straight = main(parse_args([*args, "--output_dir", str(tmp_path / "straight")]))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train" / "train_defusion.py"), *args, "--output_dir", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    history = killed / "train_history.jsonl"
+    deadline = time.time() + 240
+    while not (history.is_file() and len(history.read_text().splitlines()) >= 4):  # checkpoint-4 is complete
+        assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before its second checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "pipeline").exists()
+    newest = max((d for d in killed.iterdir() if d.name.startswith("checkpoint-")), key=lambda d: int(d.name[11:]))
+    (newest / "optimizer.bin").write_bytes((newest / "optimizer.bin").read_bytes()[:100])  # truncated
+    resumed = main(parse_args([*args, "--output_dir", str(killed), "--resume_from_checkpoint", "latest"]))
+    assert resumed[0]["step"] < int(newest.name[11:]) + 1  # it went back past the damaged checkpoint
+    rows = [json.loads(r) for r in history.read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9))  # every step once
+    assert [r["loss"] for r in rows] == [r["loss"] for r in straight]  # the same losses, bit for bit
+    for name in ("unet", "bridge", "adapter"):
+        a = load_file(str(tmp_path / "straight" / "pipeline" / name / "diffusion_pytorch_model.safetensors"))
+        b = load_file(str(killed / "pipeline" / name / "diffusion_pytorch_model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert not [d for d in killed.iterdir() if d.name.endswith(".tmp")]  # no half-written checkpoint left
+
+
+def test_damaged_checkpoints_are_named(clean_dir, tmp_path):
+    from defusion.training_utils import checkpoint_problem, resolve_resume
+
+    main(parse_args(base(clean_dir, tmp_path, 2, "--val_holdout", "0", "--checkpointing_steps", "1", "--use_ema")))
+    ck = tmp_path / "checkpoint-2"
+    assert checkpoint_problem(ck) is None and resolve_resume(tmp_path, "latest") == ck
+    weights = ck / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    assert "diffusion_pytorch_model.safetensors" in checkpoint_problem(ck)
+    warnings = []
+    assert resolve_resume(tmp_path, "latest", warn=warnings.append) == tmp_path / "checkpoint-1"
+    assert "checkpoint-2" in warnings[0]
+    with pytest.raises(ValueError, match="cannot resume from .*checkpoint-2"):
+        resolve_resume(tmp_path, "checkpoint-2")
+    (ck / "random_states_0.pkl").write_bytes(b"")
+    assert "random_states_0.pkl is empty" in checkpoint_problem(ck)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
@@ -67,9 +67,9 @@ from defusion.training_utils import (
     TrainHistory,
     load_ema,
     loggable_config,
-    prune_checkpoints,
     require_batches,
     resolve_resume,
+    save_checkpoint,
     save_ema,
     step_of,
     tensor_to_image,
@@ -432,6 +432,7 @@ def main(args):
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / args.logging_dir)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),  # the shuffle is a function of the epoch
         cpu=args.cpu,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -496,7 +497,7 @@ def main(args):
 
     global_step, skip = 0, 0
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
-    ckpt = resolve_resume(out, args.resume_from_checkpoint)
+    ckpt = resolve_resume(out, args.resume_from_checkpoint, warn=logger.warning)
     if ckpt is not None:
         logger.info(f"resuming from {ckpt}")
         accelerator.load_state(str(ckpt))
@@ -507,6 +508,8 @@ def main(args):
     # the loop
     unwrapped = accelerator.unwrap_model(denoiser)
     history = TrainHistory(out / "train_history.jsonl")
+    if accelerator.is_main_process:
+        history.truncate_after(global_step)  # rows past the checkpoint resumed from are redone
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="defusion")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
     done = global_step >= args.max_train_steps
@@ -540,9 +543,7 @@ def main(args):
             )  # every process stops at the same step
             done = global_step >= args.max_train_steps or out_of_time
             if global_step % args.checkpointing_steps == 0 or done:
-                if accelerator.is_main_process:
-                    prune_checkpoints(out, args.checkpoints_total_limit)
-                accelerator.save_state(str(out / f"checkpoint-{global_step}"))
+                save_checkpoint(accelerator, out, global_step, args.checkpoints_total_limit)
             if accelerator.is_main_process and val_ds is not None and (
                 done or (args.validation_steps and global_step % args.validation_steps == 0)
             ):

@@ -28,7 +28,7 @@ from defusion import degradations as D
 from defusion.data import crop_pair, list_images
 from defusion.images import load_image
 from defusion.perception import DegradationIdentifier, identifier_loss
-from defusion.training_utils import TrainHistory, prune_checkpoints, require_batches, resolve_resume, step_of
+from defusion.training_utils import TrainHistory, require_batches, resolve_resume, save_checkpoint, step_of
 
 
 class IdentifierDataset(Dataset):
@@ -135,9 +135,7 @@ def main(args):
             history.append({"step": step, "loss": float(loss), **{k: float(v) for k, v in logs.items()}})
             done = step >= args.max_train_steps or (deadline is not None and time.time() > deadline)
             if step % args.checkpointing_steps == 0 or done:
-                if acc.is_main_process:
-                    prune_checkpoints(out, args.checkpoints_total_limit)
-                acc.save_state(str(out / f"checkpoint-{step}"))
+                save_checkpoint(acc, out, step, args.checkpoints_total_limit)
                 if acc.is_main_process and not done:  # the last rows are written after the final evaluation
                     history.flush()
             if done:

@@ -53,9 +53,9 @@ from defusion.training_utils import (
     TrainHistory,
     load_ema,
     loggable_config,
-    prune_checkpoints,
     require_batches,
     resolve_resume,
+    save_checkpoint,
     save_ema,
     step_of,
 )
@@ -327,9 +327,7 @@ def main(args):
                             **{k: float(v.detach()) for k, v in extra.items()}})  # fmt: skip
             done = step >= args.max_train_steps or (deadline is not None and time.time() > deadline)
             if step % args.checkpointing_steps == 0 or done:
-                if acc.is_main_process:
-                    prune_checkpoints(out, args.checkpoints_total_limit)
-                acc.save_state(str(out / f"checkpoint-{step}"))
+                save_checkpoint(acc, out, step, args.checkpoints_total_limit)
                 if acc.is_main_process and not done:  # the last rows are written after the final validation
                     history.flush()
             if done:

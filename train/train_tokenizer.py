@@ -36,9 +36,9 @@ from defusion.models import DegradationTokenizer, PatchGANDiscriminator
 from defusion.training_utils import (
     TrainHistory,
     loggable_config,
-    prune_checkpoints,
     require_batches,
     resolve_resume,
+    save_checkpoint,
     step_of,
     tensor_to_image,
 )
@@ -195,7 +195,7 @@ def main(args):
         accelerator.init_trackers("defusion-tokenizer", config=loggable_config(args))
 
     global_step = 0
-    ckpt = resolve_resume(out, args.resume_from_checkpoint)
+    ckpt = resolve_resume(out, args.resume_from_checkpoint, warn=logger.warning)
     if args.resume_from_checkpoint and ckpt is None:
         logger.info("no checkpoint to resume from; starting a new run")
     if ckpt is not None:
@@ -251,9 +251,7 @@ def main(args):
             if deadline is not None:
                 out_of_time = bool(accelerator.gather(torch.tensor([time.time() > deadline], device=accelerator.device)).any())
             if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps or out_of_time:
-                if accelerator.is_main_process:
-                    prune_checkpoints(out, args.checkpoints_total_limit)
-                accelerator.save_state(str(out / f"checkpoint-{global_step}"))
+                save_checkpoint(accelerator, out, global_step, args.checkpoints_total_limit)
             if accelerator.is_main_process and args.validation_steps and global_step % args.validation_steps == 0:
                 if ema is not None:
                     ema.store(tokenizer.parameters())

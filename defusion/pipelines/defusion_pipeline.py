@@ -14,7 +14,6 @@ low-quality image into AdaLN-Zero modulations, the U-Net predicts, the DDIM sche
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
