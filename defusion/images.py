@@ -87,7 +87,12 @@ def to_float_image(x, rgb: bool = False) -> np.ndarray:
     * ``rgb=True`` repeats a grey channel to three.
     """
     if isinstance(x, Image.Image):
-        arr = _pil_to_float(x)
+        if x.width * x.height > MAX_PIXELS:
+            raise ValueError(f"image is {x.width} x {x.height}, above the {MAX_PIXELS // 1_000_000} MP limit")
+        try:
+            arr = _pil_to_float(x)
+        except OSError as e:  # a lazily opened file that turns out truncated or corrupt
+            raise ValueError(f"cannot decode the image: {e}") from None
     elif isinstance(x, np.ndarray):
         arr = x
         if arr.size == 0:
@@ -109,7 +114,7 @@ def to_float_image(x, rgb: bool = False) -> np.ndarray:
         t = x.detach().cpu()
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]
-        if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
+        if t.ndim == 3 and t.shape[0] in (1, 3, 4):  # torch images are CHW, as in diffusers (even when W is 3)
             t = t.permute(1, 2, 0)
         return to_float_image(t.float().numpy(), rgb=rgb)
     else:
@@ -136,6 +141,8 @@ def load_image(path, rgb: bool = True) -> np.ndarray:
         return to_float_image(raw, rgb=rgb)
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:  # read from the header: refuse before decoding gigabytes
+                raise ValueError(f"{path.name} is {im.width} x {im.height}, above the {MAX_PIXELS // 1_000_000} MP limit")
             im.load()
             return to_float_image(im, rgb=rgb)
     except (OSError, Image.DecompressionBombError) as e:

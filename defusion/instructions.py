@@ -23,6 +23,7 @@ from .degradations import Compose, Degradation
 from .images import make_grid, save_png
 
 GROUND_KINDS = ("pool", "blank", "simple")
+MAX_INSTRUCTION_SIZE = 2048  # the tokenizer sees 224 px; larger grounds only cost memory
 
 
 def _ground_image(kind, seed: int, size, pool: GroundPool | None) -> np.ndarray:
@@ -78,6 +79,11 @@ class VisualInstruction:
                 strength as the input); ``"random"`` re-samples each kind at a random severity, for training
                 the model to read the kind of degradation rather than its exact strength.
         """
+        sizes = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else tuple(size)
+        if len(sizes) != 2 or not all(isinstance(v, (int, np.integer)) and 8 <= v <= MAX_INSTRUCTION_SIZE for v in sizes):
+            raise ValueError(f"instruction size must be 8 to {MAX_INSTRUCTION_SIZE} px (one int or (h, w)), got {size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"the instruction seed must be a whole number >= 0, got {seed!r}")
         if spec is None:
             spec = Compose([])
         elif not isinstance(spec, Degradation):

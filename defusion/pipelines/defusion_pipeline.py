@@ -73,6 +73,8 @@ class DefusionPipeline(PackagedPipeline):
         """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
         (e.g. ``"defusion-small"``). Folders saved before the degradation tokenizer was renamed (a ``tokenizer``
         component) still load."""
+        if not str(pretrained_model_name_or_path).strip():
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)  # says what is expected
         folder = resolve(pretrained_model_name_or_path)
         check_pipeline_folder(folder, cls.__name__)
         legacy = Path(folder) / "tokenizer"
@@ -178,6 +180,9 @@ class DefusionPipeline(PackagedPipeline):
         """A VisualInstruction from a VisualInstruction, a degradation spec, a name string or None."""
         if instruction is None or isinstance(instruction, VisualInstruction):
             return instruction
+        if not isinstance(instruction, (str, D.Degradation, list, tuple)):
+            raise ValueError(f"instruction must be a name string like 'rain+noise', 'auto', a degradation spec, a "
+                             f"VisualInstruction or None, got {type(instruction).__name__} {instruction!r}")  # fmt: skip
         if isinstance(instruction, str) and instruction.strip().lower() in ("", "none"):
             return None
         if isinstance(instruction, str) and instruction.strip().lower() == "auto":
@@ -289,6 +294,8 @@ class DefusionPipeline(PackagedPipeline):
         check_output_type(output_type)
         check_tiling(tile_size, tile_overlap, self.multiple)
         check_eta(eta, self.scheduler)
+        if isinstance(instruction_seed, bool) or not isinstance(instruction_seed, (int, np.integer)) or not 0 <= instruction_seed < 2**63:
+            raise ValueError(f"instruction_seed must be a whole number from 0 to 2**63 - 1, got {instruction_seed!r}")
         images = as_image_list(image)
         insts = list(instruction) if isinstance(instruction, list) else [instruction] * len(images)
         if len(insts) != len(images):
@@ -303,6 +310,8 @@ class DefusionPipeline(PackagedPipeline):
         gens = generator if isinstance(generator, list) else [generator] * len(images)
         if len(gens) != len(images):
             raise ValueError(f"got {len(gens)} generators for {len(images)} images")
+        if not all(g is None or isinstance(g, torch.Generator) for g in gens):
+            raise ValueError(f"generator must be a torch.Generator (or a list, one per image), got {generator!r}")
         if instruction_scale is not None:
             check_scale(instruction_scale, len(images))
         bad = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)

@@ -18,7 +18,7 @@ from pathlib import Path
 import diffusers
 from diffusers import DiffusionPipeline
 
-from ..weights import resolve
+from ..weights import available, resolve
 
 LOCAL_KEYS = ("_name_or_path",)
 
@@ -78,6 +78,8 @@ class PackagedPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
         (``"defusion-small"``, ``"dfpir-small"``)."""
+        if not str(pretrained_model_name_or_path).strip():
+            raise ValueError(f"from_pretrained needs a model name ({', '.join(available())}) or a folder, got ''")
         folder = resolve(pretrained_model_name_or_path)
         check_pipeline_folder(folder, cls.__name__)
         return super().from_pretrained(folder, **kwargs)
