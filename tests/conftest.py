@@ -86,3 +86,16 @@ def tiny_sam():
     model = SamModel(SamConfig(vision_config=vc, prompt_encoder_config=pc, mask_decoder_config=dc))
     proc = SamProcessor(SamImageProcessor(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256}))
     return model, proc
+
+
+@pytest.fixture(scope="session")
+def tiny_defusion():
+    """An untrained tiny DefusionPipeline (seed 0), progress bars off; tests must not modify it."""
+    import torch
+
+    from defusion import DefusionPipeline
+
+    torch.manual_seed(0)
+    p = DefusionPipeline.from_preset("tiny")
+    p.set_progress_bar_config(disable=True)
+    return p

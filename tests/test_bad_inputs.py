@@ -18,11 +18,8 @@ ERRORS = (ValueError, TypeError, FileNotFoundError)
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    p = DefusionPipeline.from_preset("tiny")
-    p.set_progress_bar_config(disable=True)
-    return p
+def pipe(tiny_defusion):
+    return tiny_defusion
 
 
 @pytest.fixture(scope="module")

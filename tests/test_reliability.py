@@ -10,11 +10,8 @@ from defusion.images import save_image
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    p = DefusionPipeline.from_preset("tiny")
-    p.set_progress_bar_config(disable=True)
-    return p
+def pipe(tiny_defusion):
+    return tiny_defusion
 
 
 def rand_img(h, w, seed=0):
