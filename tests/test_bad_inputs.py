@@ -122,6 +122,7 @@ ARGUMENT_CASES = [
     *[(dict(generator=v), "error", "generator") for v in ("cuda", 5, [torch.Generator()] * 2, torch.device("cpu"))],
     *[(dict(output_type=v), "error", "output_type") for v in ("jpg", "PIL", None, 3)],
     *[(dict(prompt_embeds=v), "error", "prompt_embeds") for v in (torch.zeros(1, 2, 5), torch.zeros(2, 8))],
+    *[(dict(prompt_embeds=torch.full((1, 1, 8), v)), "error", "not finite") for v in (math.nan, math.inf)],
     (dict(prompt="remove rain"), "error", "text_encoder"),
     (dict(prompt="remove rain", prompt_embeds=torch.zeros(1, 1, 8)), "error", "text_encoder|prompt"),
     *[(dict(callback_on_step_end_tensor_inputs=v, callback_on_step_end=lambda *a: {}), "error", "tensor_inputs")
@@ -133,6 +134,14 @@ ARGUMENT_CASES = [
 def test_arguments(pipe, kwargs, outcome, expect):
     kwargs = {"num_inference_steps": 1, **kwargs} if "num_inference_steps" not in kwargs else kwargs
     check(lambda: pipe(img(), output_type="np", **kwargs).images, outcome, expect)
+
+
+def test_long_calls_warn(pipe, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        pipe(img(8, 8), output_type="np", num_inference_steps=20, self_ensemble=4)
+    assert any("80 U-Net evaluations" in r.getMessage() for r in caplog.records)
 
 
 def test_a_bad_call_does_not_change_the_next(pipe):

@@ -26,18 +26,23 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from diffusers.utils import logging
+
 from .. import degradations as D
-from ..noise_level import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..diffusion import check_space, make_scheduler, restored_from
+from ..ensemble import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionDenoiser, DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from ..models.denoiser import check_scale
+from ..noise_level import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..perception import DegradationIdentifier
-from ..ensemble import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
 from ..tiling import check_tiling, tile_count, tiled_apply
 from ..weights import resolve
-from .loading import PackagedPipeline, check_pipeline_folder
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
+from .loading import PackagedPipeline, check_pipeline_folder
+
+logger = logging.get_logger(__name__)
+LONG_CALL = 64  # U-Net evaluations per image (steps x views) above which a call warns that it will take long
 
 
 @dataclass
@@ -294,6 +299,9 @@ class DefusionPipeline(PackagedPipeline):
         check_output_type(output_type)
         check_tiling(tile_size, tile_overlap, self.multiple)
         check_eta(eta, self.scheduler)
+        if num_inference_steps * passes > LONG_CALL:
+            logger.warning(f"{num_inference_steps} steps x {passes} views = {num_inference_steps * passes} U-Net evaluations "
+                           f"per image (per tile): this will take long; the shipped defaults use 4")  # fmt: skip
         if isinstance(instruction_seed, bool) or not isinstance(instruction_seed, (int, np.integer)) or not 0 <= instruction_seed < 2**63:
             raise ValueError(f"instruction_seed must be a whole number from 0 to 2**63 - 1, got {instruction_seed!r}")
         images = as_image_list(image)
