@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,7 +195,9 @@ def test_page_in_a_real_browser(photo, tmp_path):
             if os.environ.get("DEFUSION_SCREENSHOT"):  # e.g. defusion/assets/web_demo.jpg, the README's picture
                 from PIL import Image
 
-                Image.open(shot).convert("RGB").save(os.environ["DEFUSION_SCREENSHOT"], quality=85)
+                picture = Image.open(shot).convert("RGB")
+                picture.thumbnail((960, 2000))  # small enough for the repository
+                picture.save(os.environ["DEFUSION_SCREENSHOT"], quality=80)
             requests = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
             fetched = {m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"}
             outside = sorted(u for u in fetched if not u.startswith((url, "data:", "blob:")))

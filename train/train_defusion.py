@@ -25,6 +25,7 @@ images. The final pipeline goes to output_dir/pipeline.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -354,10 +355,17 @@ def sample_timesteps(args, scheduler, batch: int, device) -> torch.Tensor:
     """Training timesteps: uniform over all, or drawn from the inference timesteps (``inference_step_probs``)."""
     if args.timestep_sampling == "uniform":
         return torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device)
-    inference = make_scheduler(scheduler.config.prediction_type)
-    inference.set_timesteps(args.num_inference_steps)
+    timesteps = inference_timesteps(scheduler.config.prediction_type, args.num_inference_steps)
     probs = inference_step_probs(args.num_inference_steps, args.p_first_step)
-    return inference.timesteps[torch.multinomial(probs, batch, replacement=True)].to(device)
+    return timesteps[torch.multinomial(probs, batch, replacement=True)].to(device)
+
+
+@functools.lru_cache
+def inference_timesteps(prediction_type: str, steps: int) -> torch.Tensor:
+    """The DDIM timesteps a ``steps``-step inference visits (descending), computed once per setting."""
+    sched = make_scheduler(prediction_type)
+    sched.set_timesteps(steps)
+    return sched.timesteps.clone()
 
 
 @torch.no_grad()

@@ -37,9 +37,8 @@ from ..models.denoiser import check_scale
 from ..noise_level import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..perception import DegradationIdentifier
 from ..tiling import check_tiling, tile_count, tiled_apply
-from ..weights import resolve
 from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
-from .loading import PackagedPipeline, check_pipeline_folder
+from .loading import PackagedPipeline
 
 logger = logging.get_logger(__name__)
 LONG_CALL = 64  # U-Net evaluations per image (steps x views) above which a call warns that it will take long
@@ -61,7 +60,8 @@ class DefusionPipeline(PackagedPipeline):
     (VisualInstructionAdapter), ``degradation_tokenizer`` (DegradationTokenizer: instruction images to tokens),
     ``scheduler`` (DDIMScheduler, trailing, no clipping); optional ``identifier`` (blind mode) and the text pair
     ``text_encoder`` / ``text_tokenizer`` (the text-instruction ablation). ``denoiser`` is the one conditioned
-    forward over unet + bridge + adapter (``DefusionDenoiser``). Config: ``diffusion_space`` ("degradation", or "image" for the naive-diffusion ablation),
+    forward over unet + bridge + adapter (``DefusionDenoiser``). Config: ``diffusion_space`` ("degradation", or
+    "image" for the naive-diffusion ablation),
     ``ground`` ("pool", or "blank" / "simple" for the grounding ablations), and for blind mode
     ``noise_estimator`` ("pca" or "wavelet", ``defusion.noise_level.estimate_noise_sigma``) with
     ``noise_scale`` (the instructed sigma is ``noise_scale`` x the estimate). ``default_steps`` and
@@ -74,18 +74,12 @@ class DefusionPipeline(PackagedPipeline):
     _callback_tensor_inputs = ["latents"]
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """A saved pipeline folder, a hub id, or the name of a model shipped in ``defusion.weights``
-        (e.g. ``"defusion-small"``). Folders saved before the degradation tokenizer was renamed (a ``tokenizer``
-        component) still load."""
-        if not str(pretrained_model_name_or_path).strip():
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)  # says what is expected
-        folder = resolve(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, cls.__name__)
+    def legacy_components(cls, folder, kwargs: dict) -> dict:
+        """Folders saved before the degradation tokenizer was renamed hold it as ``tokenizer``."""
         legacy = Path(folder) / "tokenizer"
         if "degradation_tokenizer" not in kwargs and legacy.is_dir() and not (Path(folder) / "degradation_tokenizer").is_dir():
-            kwargs["degradation_tokenizer"] = DegradationTokenizer.from_pretrained(legacy, dtype=kwargs.get("dtype"))
-        return super().from_pretrained(folder, **kwargs)
+            kwargs = {**kwargs, "degradation_tokenizer": DegradationTokenizer.from_pretrained(legacy, dtype=kwargs.get("dtype"))}
+        return kwargs
 
     def __init__(
         self,

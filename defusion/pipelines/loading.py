@@ -82,7 +82,13 @@ class PackagedPipeline(DiffusionPipeline):
             raise ValueError(f"from_pretrained needs a model name ({', '.join(available())}) or a folder, got ''")
         folder = resolve(pretrained_model_name_or_path)
         check_pipeline_folder(folder, cls.__name__)
-        return super().from_pretrained(folder, **kwargs)
+        return super().from_pretrained(folder, **cls.legacy_components(folder, kwargs))
+
+    @classmethod
+    def legacy_components(cls, folder, kwargs: dict) -> dict:
+        """``kwargs`` plus components that a folder saved under an older layout holds under other names, loaded
+        here (none by default)."""
+        return kwargs
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
         super().save_pretrained(save_directory, **kwargs)
