@@ -15,6 +15,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .compact import CompactWeightsMixin
+
 
 class _ResBlock(nn.Module):
     def __init__(self, channels: int, groups: int):
@@ -28,7 +30,7 @@ class _ResBlock(nn.Module):
         return x + self.block(x)
 
 
-class ImageRestorationBridge(ModelMixin, ConfigMixin):
+class ImageRestorationBridge(CompactWeightsMixin, ModelMixin, ConfigMixin):
     """Args:
     in_channels: channels of the low-quality image (3).
     feature_channels: the bridge's own width per level.

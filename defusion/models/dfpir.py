@@ -27,6 +27,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .compact import CompactWeightsMixin
 from .presets import PresetMixin
 from .restormer import GDFN, LayerNorm2d, RestormerEncoderMixin, Upsample, blocks
 
@@ -100,7 +101,7 @@ PRESETS = {
 }
 
 
-class DFPIR(RestormerEncoderMixin, ModelMixin, ConfigMixin, PresetMixin):
+class DFPIR(CompactWeightsMixin, RestormerEncoderMixin, ModelMixin, ConfigMixin, PresetMixin):
     """Restormer + 4 DGPBs (latent and the three skips). ``forward(x, prompt_code)`` with ``prompt_code`` the
     (B, prompt_dim) text code of the degradation prompt (``defusion.perception.DegradationPromptEncoder``)."""
 

@@ -23,6 +23,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import VectorQuantizer
 from torch import nn
 
+from .compact import CompactWeightsMixin
 from .presets import PresetMixin
 
 PRESETS = {
@@ -82,7 +83,7 @@ def center_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
+class DegradationTokenizer(CompactWeightsMixin, ModelMixin, ConfigMixin, PresetMixin):
     """VQ autoencoder whose encoder turns visual instructions into degradation tokens.
 
     Build a named configuration with ``DegradationTokenizer.from_preset("small")``; save and load with
@@ -104,6 +105,7 @@ class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
         input_size: int = 224,
         commitment_beta: float = 0.25,
         usage_decay: float = 0.99,
+        with_decoder: bool = True,
     ):
         super().__init__()
         n = len(block_out_channels)
@@ -124,6 +126,11 @@ class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
         self.vq.quantize = VectorQuantizer(num_vq_embeddings, vq_embed_dim, beta=commitment_beta, legacy=False)
         # running (EMA) usage of each code, for statistics and dead-code restarts; not saved with the weights
         self.register_buffer("code_usage", torch.full((num_vq_embeddings,), 1.0 / num_vq_embeddings), persistent=False)
+        if not with_decoder:
+            # tokenizing needs only the encoder and the codebook: a shipped (inference) tokenizer leaves the decoder
+            # out, which only training the tokenizer itself uses (60 % of the weights of the small preset)
+            self.vq.decoder = None
+            self.vq.post_quant_conv = None
 
     # ---- shapes -------------------------------------------------------------------------------
     @property
@@ -190,6 +197,7 @@ class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
             zq = self.vq.quantize.embedding(codes).view(b, side, side, -1).permute(0, 3, 1, 2)
         else:
             zq = codes
+        self._require_decoder()
         return self.vq.decoder(self.vq.post_quant_conv(zq), None)
 
     def forward(self, images, return_dict: bool = False):
@@ -199,8 +207,20 @@ class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
         zq, vq_loss, idx = self.quantize(h)
         if self.training:
             self._track_usage(idx)
+        self._require_decoder()
         rec = self.vq.decoder(self.vq.post_quant_conv(zq), None)
         return rec, vq_loss, idx
+
+    def without_decoder(self) -> "DegradationTokenizer":
+        """A copy that only tokenizes: the same encoder and codebook, no decoder (what ships)."""
+        lean = type(self).from_config(self.config, with_decoder=False)
+        lean.load_state_dict(self.state_dict(), strict=False)
+        return lean.to(device=self.device, dtype=self.dtype).eval()
+
+    def _require_decoder(self) -> None:
+        if self.vq.decoder is None:
+            raise ValueError("this DegradationTokenizer was saved without its decoder (with_decoder=False, as shipped: "
+                             "it only tokenizes); reconstructing or training needs a tokenizer with one")
 
     def reconstruct(self, images) -> torch.Tensor:
         """Preprocess, encode, quantize and decode; (B, 3, S, S) in [-1, 1], clipped."""
@@ -242,6 +262,7 @@ class DegradationTokenizer(ModelMixin, ConfigMixin, PresetMixin):
     @property
     def last_layer(self) -> torch.Tensor:
         """The decoder's output conv weight, for the adaptive GAN weight."""
+        self._require_decoder()
         return self.vq.decoder.conv_out.weight
 
 

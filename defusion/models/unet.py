@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from diffusers import ModelMixin, UNet2DConditionModel  # noqa: F401  (ModelMixin: the pipeline loader looks it up here)
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
+from .compact import CompactWeightsMixin
 from .presets import PresetMixin
 
 
@@ -81,7 +82,7 @@ def adaln_zero(h: torch.Tensor, mod, groups: int, eps: float) -> torch.Tensor:
     return h + gate * (normed * (1 + scale) + shift)
 
 
-class DefusionUNet(UNet2DConditionModel, PresetMixin):
+class DefusionUNet(CompactWeightsMixin, UNet2DConditionModel, PresetMixin):
     """``UNet2DConditionModel`` + AdaLN-Zero modulation of each encoder block's input by bridge features."""
 
     PRESETS = PRESETS

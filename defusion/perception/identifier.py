@@ -16,10 +16,11 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .. import degradations as D
+from ..models.compact import CompactWeightsMixin
 from ..models.presets import PresetMixin
 
 
-class DegradationIdentifier(ModelMixin, ConfigMixin, PresetMixin):
+class DegradationIdentifier(CompactWeightsMixin, ModelMixin, ConfigMixin, PresetMixin):
     """Args:
     kinds: the registry names it reports (default: all).
     channels: widths of the stride-2 stages.
