@@ -46,24 +46,41 @@ def tiny_tokenizer():
 
 def test_bank_round_trip(tiny_tokenizer, tmp_path):
     bank = InstructionBank.build(tiny_tokenizer, 5, ["noise", "rain"], seed=3, ground_cache=2, batch_size=2)
-    assert len(bank) == 5 and bank.tokens.dtype == torch.float16
-    assert bank.tokens.shape[1:] == (tiny_tokenizer.num_tokens, tiny_tokenizer.token_dim)
-    # the stored tokens are the tokenizer's tokens for that spec's instruction (non-zero: the ground is degraded)
-    assert bank.tokens.float().abs().sum(dim=(1, 2)).min() > 0
+    assert len(bank) == 5 and bank.ids.dtype == torch.int16 and bank.ids.shape == (5, 2, tiny_tokenizer.num_tokens)
+    assert bank.tokens.dtype == torch.float32 and bank.token_shape == (tiny_tokenizer.num_tokens, tiny_tokenizer.token_dim)
+    # the tokens are the tokenizer's tokens for that spec's instruction (non-zero: the ground is degraded)
+    assert bank.tokens.abs().sum(dim=(1, 2)).min() > 0
     again = InstructionBank.build(tiny_tokenizer, 5, ["noise", "rain"], seed=3, ground_cache=2, batch_size=5)
     assert [s.to_dict() for s in again.specs] == [s.to_dict() for s in bank.specs]
     torch.testing.assert_close(again.tokens, bank.tokens, atol=2e-3, rtol=0)  # batch size does not matter
     bank.save(tmp_path / "bank")
+    assert (tmp_path / "bank" / "codes.safetensors").stat().st_size < 4 * bank.tokens.numel()
     loaded = InstructionBank.load(tmp_path / "bank")
     assert [s.to_dict() for s in loaded.specs] == [s.to_dict() for s in bank.specs]
     assert torch.equal(loaded.tokens, bank.tokens)
     got = loaded.lookup(torch.tensor([4, 0]))
-    assert got.dtype == torch.float32 and torch.equal(got, bank.tokens[[4, 0]].float())
+    assert got.dtype == torch.float32 and torch.equal(got, bank.tokens[[4, 0]])
+    # the codes give exactly what the tokenizer gives for that instruction
+    from defusion.data.restoration import cached_ground
+    from defusion.instructions import VisualInstruction
+
+    size = max(64, tiny_tokenizer.config.input_size)
+    rng = np.random.default_rng([3, 7])
+    [D.sample(rng, ["noise", "rain"], 1, 1.0, None, None) for _ in range(5)]  # the specs' draws come first
+    g = int(rng.integers(2**31))
+    inst = VisualInstruction.from_spec(bank.specs[0], seed=g, size=size, ground=cached_ground("pool", g % 2, size))
+    torch.testing.assert_close(bank.tokens[0], tiny_tokenizer.tokenize(inst)[0], atol=1e-6, rtol=0)
+    # an older bank stored the tokens themselves
+    InstructionBank(bank.specs, tokens=bank.tokens.half()).save(tmp_path / "old")
+    assert not (tmp_path / "old" / "codes.safetensors").exists()
+    torch.testing.assert_close(InstructionBank.load(tmp_path / "old").lookup(torch.tensor([1])), bank.tokens[[1]], atol=2e-3, rtol=0)
     (tmp_path / "bank" / "specs.json").unlink()
     with pytest.raises(FileNotFoundError, match="specs.json"):
         InstructionBank.load(tmp_path / "bank")
     with pytest.raises(ValueError):
-        InstructionBank([], torch.zeros(0, 2, 2))
+        InstructionBank([], torch.zeros(0, 2, 2, dtype=torch.int16), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="index"):
+        InstructionBank(bank.specs, bank.ids.clone().fill_(99), bank.codebook)
 
 
 def test_dataset_draws_from_the_bank_and_builds_mismatches(photo, tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import logging
 import math
@@ -44,9 +45,11 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from defusion import degradations as D
 from defusion.data import (
+    DeviceBatches,
     InstructionBank,
     MixtureDataset,
     PairedFolderDataset,
+    ResidentImages,
     SyntheticDegradationDataset,
     list_images,
     paired_layout,
@@ -115,6 +118,9 @@ def parse_args(input_args=None):
     g.add_argument("--resolution", type=int, default=256, help="training crop size")
     g.add_argument("--val_holdout", type=int, default=8, help="last N images of the first clean folder, for validation")
     g.add_argument("--dataloader_num_workers", type=int, default=0)
+    g.add_argument("--data_on_device", action="store_true",
+                   help="keep the clean images on the training device and crop, degrade and tokenize whole batches "
+                        "there (defusion.data.DeviceBatches): the GPU path; needs --instruction_bank and clean images")  # fmt: skip
 
     g = p.add_argument_group("instructions")
     g.add_argument("--instruction_mode", default="visual", choices=["visual", "text", "none"],
@@ -159,6 +165,8 @@ def parse_args(input_args=None):
     g.add_argument("--ema_decay", type=float, default=0.999)
     g.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     g.add_argument("--allow_tf32", action="store_true")
+    g.add_argument("--compile", action="store_true", help="torch.compile the denoiser's training forward")
+    g.add_argument("--channels_last", action="store_true", help="channels-last memory format (GPU convolutions)")
     g.add_argument("--cpu", action="store_true")
 
     g = p.add_argument_group("run")
@@ -170,6 +178,8 @@ def parse_args(input_args=None):
     g.add_argument("--checkpoints_total_limit", type=int, default=3)
     g.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
     g.add_argument("--validation_steps", type=int, default=500, help="also validates at the end; 0: only at the end")
+    g.add_argument("--log_every", type=int, default=1,
+                   help="log the mean loss every N steps (the loss stays on the device in between: no sync per step)")
 
     args = p.parse_args(input_args)
     check_args(p, args)
@@ -198,6 +208,12 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error("--instruction_bank and --p_mismatch need --instruction_mode visual")
     if args.instruction_bank and (args.paired or args.hf_imagefolder or (args.train_dir and paired_layout(args.train_dir))):
         p.error("--instruction_bank works with clean images only (--clean_dirs, or a --train_dir of clean images)")
+    if args.data_on_device and (not args.instruction_bank or args.paired or args.hf_imagefolder
+                                or (args.train_dir and paired_layout(args.train_dir))):  # fmt: skip
+        p.error("--data_on_device needs --instruction_bank and clean images (--clean_dirs, or a --train_dir of clean "
+                "images): the bank's specs degrade them on the device")  # fmt: skip
+    if args.log_every < 1:
+        p.error("--log_every must be >= 1")
     if not 0.0 <= args.p_mismatch <= 1.0:
         p.error("--p_mismatch must be in [0, 1]")
     if args.bridge_blocks < 1 or args.bridge_width0 < 0:
@@ -262,8 +278,8 @@ def build_instruction_bank(args, tokenizer, out: Path, accelerator) -> Instructi
                               degradation=degradation).save(bank_dir)  # fmt: skip
     accelerator.wait_for_everyone()
     bank = InstructionBank.load(bank_dir)
-    if bank.tokens.shape[1:] != (tokenizer.num_tokens, tokenizer.token_dim):
-        raise ValueError(f"{bank_dir} holds tokens of shape {tuple(bank.tokens.shape[1:])}, not this tokenizer's")
+    if bank.token_shape != (tokenizer.num_tokens, tokenizer.token_dim):
+        raise ValueError(f"{bank_dir} holds tokens of shape {bank.token_shape}, not this tokenizer's")
     return bank
 
 
@@ -376,7 +392,9 @@ def instruction_tokens(args, batch: dict, tokenizer: DegradationTokenizer, bank:
     b = x.shape[0]
     if args.instruction_mode != "visual":
         return torch.zeros(b, tokenizer.num_tokens, tokenizer.token_dim, device=x.device)
-    if bank is not None:
+    if "tokens" in batch:
+        tokens = batch["tokens"]  # made with the batch (DeviceBatches)
+    elif bank is not None:
         tokens = bank.lookup(batch["bank_index"], device=x.device)
     else:
         tokens = tokenizer.tokenize(batch["instruction"].float(), null=batch["null"].float())
@@ -485,26 +503,40 @@ def main(args):
     bank = build_instruction_bank(args, start.degradation_tokenizer, out, accelerator) if args.instruction_bank else None
     with accelerator.main_process_first():
         train_ds, val_ds = build_datasets(args, max(64, start.degradation_tokenizer.config.input_size), bank)
-    require_batches(train_ds, args.train_batch_size, accelerator.num_processes)
-    loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
-                                         num_workers=args.dataloader_num_workers,
-                                         generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
+    device_data, loader = None, None
+    if args.data_on_device:
+        files = [f for ds in train_ds.datasets for f in ds.source]
+        device_data = DeviceBatches(ResidentImages.from_files(files, accelerator.device), bank, args.resolution,
+                                    args.train_batch_size, args.p_mismatch, seed=args.seed + 7919 * accelerator.process_index)  # fmt: skip
+        logger.info(f"{len(files)} clean images resident on {accelerator.device} ({device_data.images.nbytes() / 2**20:.0f} MiB)")
+    else:
+        require_batches(train_ds, args.train_batch_size, accelerator.num_processes)
+        loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+                                             num_workers=args.dataloader_num_workers,
+                                             generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
+    if args.channels_last:
+        denoiser.to(memory_format=torch.channels_last)
 
     # optimisation
+    fused = {"fused": True} if accelerator.device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(denoiser.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.adam_weight_decay)  # fmt: skip
+                                  weight_decay=args.adam_weight_decay, **fused)  # fmt: skip
     lr_sched = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes, min_lr=args.min_learning_rate,
     )  # fmt: skip
-    denoiser, optimizer, loader, lr_sched = accelerator.prepare(denoiser, optimizer, loader, lr_sched)
+    if loader is None:
+        denoiser, optimizer, lr_sched = accelerator.prepare(denoiser, optimizer, lr_sched)
+    else:
+        denoiser, optimizer, loader, lr_sched = accelerator.prepare(denoiser, optimizer, loader, lr_sched)
+    forward = torch.compile(denoiser) if args.compile else denoiser
     if ema is not None:
         ema.to(accelerator.device)
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers("defusion", config=loggable_config(args))
 
     global_step, skip = 0, 0
-    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps) if loader is not None else 1
     ckpt = resolve_resume(out, args.resume_from_checkpoint, warn=logger.warning)
     if ckpt is not None:
         logger.info(f"resuming from {ckpt}")
@@ -521,15 +553,30 @@ def main(args):
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="defusion")
     deadline = time.time() + 60 * args.max_train_minutes if args.max_train_minutes else None
     done = global_step >= args.max_train_steps
-    while not done:
-        train_ds.set_epoch(epoch)
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
+    loss_sum = torch.zeros((), device=accelerator.device)  # the loss stays on the device between log rows
+
+    def batches():
+        """Device batches by step (a resumed run continues with the same ones), or the loader's, epoch by epoch."""
+        nonlocal skip, epoch
+        if device_data is not None:
+            for micro in itertools.count(global_step * args.gradient_accumulation_steps):
+                batch = device_data.batch(micro)
+                if args.channels_last:
+                    batch.update({k: batch[k].contiguous(memory_format=torch.channels_last) for k in ("lq", "gt")})
+                yield batch
+        while True:
+            train_ds.set_epoch(epoch)
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            yield from accelerator.skip_first_batches(loader, skip) if skip else loader
+            skip, epoch = 0, epoch + 1
+
+    if not done:
+        for batch in batches():
             with accelerator.accumulate(denoiser):
                 tokens = instruction_tokens(args, batch, start.degradation_tokenizer, bank)
                 with accelerator.autocast():
-                    loss = training_step(args, denoiser, scheduler, batch, tokens, text_embeddings(start, batch))
+                    loss = training_step(args, forward, scheduler, batch, tokens, text_embeddings(start, batch))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(denoiser.parameters(), args.max_grad_norm)
@@ -542,13 +589,17 @@ def main(args):
             bar.update(1)
             if ema is not None:
                 ema.step(denoiser.parameters())
-            row = {"step": global_step, "loss": float(accelerator.gather(loss.detach()).mean()), "lr": lr_sched.get_last_lr()[0]}
-            history.append(row)
-            accelerator.log(row, step=global_step)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-            out_of_time = deadline is not None and bool(
-                accelerator.gather(torch.tensor([time.time() > deadline], device=accelerator.device)).any()
-            )  # every process stops at the same step
+            loss_sum += loss.detach()
+            if global_step % args.log_every == 0:
+                mean = float(accelerator.gather(loss_sum).mean()) / args.log_every
+                row = {"step": global_step, "loss": mean, "lr": lr_sched.get_last_lr()[0]}
+                history.append(row)
+                accelerator.log(row, step=global_step)
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                loss_sum.zero_()
+            out_of_time = deadline is not None and time.time() > deadline
+            if deadline is not None and accelerator.num_processes > 1:  # every process stops at the same step
+                out_of_time = bool(accelerator.gather(torch.tensor([out_of_time], device=accelerator.device)).any())
             done = global_step >= args.max_train_steps or out_of_time
             if global_step % args.checkpointing_steps == 0 or done:
                 save_checkpoint(accelerator, out, global_step, args.checkpoints_total_limit)
@@ -562,13 +613,15 @@ def main(args):
                 if ema is not None:
                     ema.restore(denoiser.parameters())
                 accelerator.log(metrics, step=global_step)
-                history[-1].update(metrics)
+                if history and history[-1]["step"] == global_step:
+                    history[-1].update(metrics)
+                else:
+                    history.append({"step": global_step, **metrics})
                 logger.info(f"step {global_step}: {metrics}")
             if accelerator.is_main_process and (global_step % args.checkpointing_steps == 0 or done):
                 history.flush()  # the rows up to this checkpoint survive a kill
             if done:
                 break
-        skip, epoch = 0, epoch + 1
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

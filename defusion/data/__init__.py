@@ -1,5 +1,6 @@
 """Datasets: on-the-fly visual instructions (tokenizer) and restoration data with per-sample specs."""
 
+from .device_batches import DeviceBatches, ResidentImages
 from .instruction_bank import InstructionBank
 from .instructions import InstructionDataset, multi_hot
 from .restoration import (
@@ -15,10 +16,12 @@ from .restoration import (
 
 __all__ = [
     "PAIR_LAYOUTS",
+    "DeviceBatches",
     "InstructionBank",
     "InstructionDataset",
     "MixtureDataset",
     "PairedFolderDataset",
+    "ResidentImages",
     "SyntheticDegradationDataset",
     "crop_pair",
     "dihedral",

@@ -2,11 +2,14 @@
 
 Tokenizing a 224 px visual instruction costs more than a training step of the ``small`` Defusion on a CPU
 (about 0.12 s per instruction on 2 cores). The bank draws ``N`` specs from the training distribution, renders each
-instruction on a cached ground, tokenizes it once and stores the residual tokens (fp16). The restoration dataset
+instruction on a cached ground, tokenizes it once and stores its codebook ids (those of the instruction and of
+its null ground) with the tokenizer's codebook: a few MB where the tokens themselves took 100. The restoration data
 then degrades each crop with a spec drawn from the bank (same kind and strength; a fresh random realisation of
-the noise, rain streaks, ...), and the training loop looks its tokens up by index.
+the noise, rain streaks, ...), and the training loop looks its tokens up by index, rebuilt on the device as
+codebook[ids] - codebook[null ids] (exactly what ``DegradationTokenizer.tokenize`` returns).
 
-Saved as ``tokens.safetensors`` + ``specs.json`` in a folder, so a resumed run reuses the same bank.
+Saved as ``codes.safetensors`` + ``specs.json`` in a folder, so a resumed run reuses the same bank (a folder with
+the older ``tokens.safetensors`` still loads).
 """
 
 from __future__ import annotations
@@ -24,17 +27,36 @@ from .restoration import cached_ground, to_tensor
 
 
 class InstructionBank:
-    """``specs`` (N degradation specs) and ``tokens`` (N, num_tokens, token_dim) from one tokenizer."""
+    """``specs`` (N degradation specs) with ``ids`` (N, 2, num_tokens): the codebook ids of each instruction and
+    of its null ground, and ``codebook`` (K, token_dim), the tokenizer's; or, from an older bank, ``tokens``."""
 
-    def __init__(self, specs: list[D.Degradation], tokens: torch.Tensor):
+    def __init__(self, specs: list[D.Degradation], ids: torch.Tensor | None = None, codebook: torch.Tensor | None = None,
+                 tokens: torch.Tensor | None = None):  # fmt: skip
         if len(specs) == 0:
             raise ValueError("an instruction bank needs at least one spec")
-        if tokens.ndim != 3 or tokens.shape[0] != len(specs):
-            raise ValueError(f"tokens must be ({len(specs)}, L, D), got {tuple(tokens.shape)}")
-        self.specs, self.tokens = list(specs), tokens
+        if tokens is not None:
+            if tokens.ndim != 3 or tokens.shape[0] != len(specs):
+                raise ValueError(f"tokens must be ({len(specs)}, L, D), got {tuple(tokens.shape)}")
+        elif ids is None or codebook is None or ids.ndim != 3 or ids.shape[:2] != (len(specs), 2) or codebook.ndim != 2:
+            raise ValueError(f"ids must be ({len(specs)}, 2, L) with a (K, D) codebook")
+        elif int(ids.max()) >= codebook.shape[0] or int(ids.min()) < 0:
+            raise ValueError(f"ids must index the {codebook.shape[0]} codes of the codebook")
+        self.specs, self.ids, self.codebook, self._tokens = list(specs), ids, codebook, tokens
+        self._on: dict = {}
 
     def __len__(self) -> int:
         return len(self.specs)
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        if self._tokens is not None:
+            return tuple(self._tokens.shape[1:])
+        return self.ids.shape[2], self.codebook.shape[1]
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """All tokens (N, num_tokens, token_dim), float32."""
+        return self.lookup(torch.arange(len(self)))
 
     @classmethod
     @torch.no_grad()
@@ -66,25 +88,43 @@ class InstructionBank:
                 inst = VisualInstruction.from_spec(specs[i], seed=g, size=size, ground=grd)
                 images.append(to_tensor(inst.image))
                 nulls.append(to_tensor(inst.null))
-            tokens = tokenizer.tokenize(torch.stack(images).to(device), null=torch.stack(nulls).to(device))
-            out.append(tokens.half().cpu())
-        return cls(specs, torch.cat(out))
+            k = len(images)
+            idx, _ = tokenizer.encode_codes(torch.cat([torch.stack(images), torch.stack(nulls)]).to(device))
+            out.append(torch.stack([idx[:k], idx[k:]], 1).to(torch.int16).cpu())
+        codebook = tokenizer.vq.quantize.embedding.weight.detach().float().cpu().clone()
+        return cls(specs, ids=torch.cat(out), codebook=codebook)
 
     def save(self, folder) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({"tokens": self.tokens.contiguous()}, str(folder / "tokens.safetensors"))
+        if self._tokens is not None:
+            save_file({"tokens": self._tokens.contiguous()}, str(folder / "tokens.safetensors"))
+        else:
+            save_file({"ids": self.ids.contiguous(), "codebook": self.codebook.contiguous()}, str(folder / "codes.safetensors"))
         (folder / "specs.json").write_text(json.dumps([s.to_dict() for s in self.specs]))
 
     @classmethod
     def load(cls, folder) -> "InstructionBank":
         folder = Path(folder)
-        missing = [n for n in ("tokens.safetensors", "specs.json") if not (folder / n).is_file()]
-        if missing:
-            raise FileNotFoundError(f"instruction bank {folder} lacks {missing}")
+        data = next((n for n in ("codes.safetensors", "tokens.safetensors") if (folder / n).is_file()), None)
+        if data is None or not (folder / "specs.json").is_file():
+            raise FileNotFoundError(f"instruction bank {folder} lacks codes.safetensors (or tokens.safetensors) or specs.json")
         specs = [D.from_dict(d) for d in json.loads((folder / "specs.json").read_text())]
-        return cls(specs, load_file(str(folder / "tokens.safetensors"))["tokens"])
+        stored = load_file(str(folder / data))
+        if "tokens" in stored:
+            return cls(specs, tokens=stored["tokens"])
+        return cls(specs, ids=stored["ids"], codebook=stored["codebook"])
 
     def lookup(self, index: torch.Tensor, device=None) -> torch.Tensor:
-        """float32 tokens for a batch of bank indices."""
-        return self.tokens[index.long().cpu()].to(device=device, dtype=torch.float32)
+        """float32 tokens for a batch of bank indices, built on ``device`` (default: the index's) from the codes,
+        which are copied there once."""
+        device = torch.device(device) if device is not None else index.device
+        if device not in self._on:
+            parts = (self._tokens,) if self._tokens is not None else (self.ids.long(), self.codebook.float())
+            self._on[device] = tuple(p.to(device) for p in parts)
+        index = index.to(device).long()
+        if self._tokens is not None:
+            return self._on[device][0][index].float()
+        ids, codebook = self._on[device]
+        pair = ids[index]  # (B, 2, L)
+        return codebook[pair[:, 0]] - codebook[pair[:, 1]]

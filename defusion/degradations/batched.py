@@ -39,15 +39,23 @@ def op(name: str):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def host_tensor(values, dtype, device) -> torch.Tensor:
+    """A tensor of host values on ``device`` without waiting for the device: a pinned, non-blocking copy on CUDA."""
+    t = torch.tensor(values, dtype=dtype)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def params_of(specs: Sequence[Degradation], device) -> dict:
-    """The specs' fields stacked: numbers -> (B,) float32, triples -> (B, 3), strings -> a list."""
-    out = {}
+    """The specs' fields stacked: numbers -> (B,) float32, triples -> (B, 3), strings -> a list. ``p["host"]`` keeps
+    the values as Python lists, so that sizes (kernel radii, drop counts) are read without a device sync."""
+    out, host = {}, {}
     for f in dataclasses.fields(specs[0]):
         vals = [getattr(s, f.name) for s in specs]
-        if isinstance(vals[0], str):
-            out[f.name] = vals
-        else:
-            out[f.name] = torch.tensor(vals, dtype=torch.float32).to(device, non_blocking=True)
+        host[f.name] = vals
+        out[f.name] = vals if isinstance(vals[0], str) else host_tensor(vals, torch.float32, device)
+    out["host"] = host
     return out
 
 
@@ -90,10 +98,12 @@ def conv_fft(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return y[..., k // 2 : k // 2 + h, k // 2 : k // 2 + w].to(x.dtype)
 
 
-def gaussian_kernels(sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
-    """(B, 2r + 1) normalised 1-d Gaussians; sigma < 0.05 gives a delta (no blur), as the numpy operator."""
-    if radius is None:
-        radius = max(1, int(math.ceil(3 * float(sigma.max()))))
+def blur_radius(max_sigma: float) -> int:
+    return max(1, int(math.ceil(3 * max_sigma)))
+
+
+def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, 2 radius + 1) normalised 1-d Gaussians; sigma < 0.05 gives a delta (no blur), as the numpy operator."""
     t = torch.arange(-radius, radius + 1, device=sigma.device, dtype=torch.float32)
     s = sigma.float().clamp_min(0.05).view(-1, 1)
     k = torch.exp(-0.5 * (t / s) ** 2)
@@ -101,7 +111,7 @@ def gaussian_kernels(sigma: torch.Tensor, radius: int | None = None) -> torch.Te
     return k / k.sum(1, keepdim=True)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
     k = gaussian_kernels(sigma, radius)
     return filter_per_sample(filter_per_sample(x, k[:, :, None]), k[:, None, :])
 
@@ -173,7 +183,7 @@ def poisson(x, p, generator):
 # ---------------------------------------------------------------------------------------------------- blur
 @op("blur")
 def blur(x, p, generator):
-    return gaussian_blur(x, p["sigma"])
+    return gaussian_blur(x, p["sigma"], blur_radius(max(p["host"]["sigma"])))
 
 
 @op("motion_blur")
@@ -181,7 +191,8 @@ def motion_blur(x, p, generator):
     length, curvature = p["length"], p["curvature"]
     b = x.shape[0]
     n_i = torch.clamp(torch.ceil(length * 4), min=8)
-    n = int(n_i.max())
+    max_length = max(p["host"]["length"])
+    n = max(8, math.ceil(max_length * 4))
     k = torch.arange(n, device=x.device).view(1, -1)
     active = (k < n_i.view(-1, 1)).float()
     step = (length / n_i).view(-1, 1)
@@ -196,7 +207,7 @@ def motion_blur(x, p, generator):
         vmax = torch.where(weight > 0, v, -big).amax(1, keepdim=True)
         vmin = torch.where(weight > 0, v, big).amin(1, keepdim=True)
         v.sub_((vmax + vmin) / 2)
-    half = int(math.ceil(float(torch.maximum(xs.abs().amax(), ys.abs().amax())))) + 1
+    half = int(math.ceil(max_length / 2)) + 1  # a centred path of length L reaches at most L / 2 from the centre
     size = 2 * half + 1
     px, py = xs + half, ys + half
     x0, y0 = px.floor(), py.floor()
@@ -215,7 +226,7 @@ def motion_blur(x, p, generator):
 @op("defocus")
 def defocus(x, p, generator):
     r = p["radius"]
-    size = 2 * (int(math.ceil(float(r.max()))) + 1) + 1
+    size = 2 * (int(math.ceil(max(p["host"]["radius"]))) + 1) + 1
     k = disk_coverage(r, size)
     k = k / k.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
     delta = torch.zeros_like(k)
@@ -237,7 +248,7 @@ def _resample_matrix(n: int, m: int, mode: str, device: str) -> torch.Tensor:
 @op("resize")
 def resize(x, p, generator):
     h, w = x.shape[-2:]
-    scales, modes = p["scale"].tolist(), p["down"]
+    scales, modes = p["host"]["scale"], p["down"]
     dev = str(x.device)
     mh = torch.stack([_resample_matrix(h, max(1, round(h * s)), m, dev) if s < 1 else torch.eye(h, device=x.device)
                       for s, m in zip(scales, modes)])  # fmt: skip
@@ -257,8 +268,13 @@ def jpeg_tables(quality: torch.Tensor, base: list[int]) -> torch.Tensor:
     """(B, 8, 8) quantisation tables, libjpeg's quality scaling of a standard table (baseline: 1..255)."""
     q = quality.float().clamp(1, 100).view(-1, 1)
     scale = torch.where(q < 50, torch.floor(5000 / q), 200 - 2 * q)
-    t = torch.floor((torch.tensor(base, device=q.device, dtype=torch.float32) * scale + 50) / 100)
+    t = torch.floor((_base_table(tuple(base), str(q.device)) * scale + 50) / 100)
     return t.clamp(1, 255).view(-1, 8, 8)
+
+
+@functools.lru_cache(maxsize=8)
+def _base_table(base: tuple, device: str) -> torch.Tensor:
+    return torch.tensor(base, dtype=torch.float32).to(device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -338,7 +354,7 @@ def screen(x: torch.Tensor, layer: torch.Tensor, colour: float) -> torch.Tensor:
 def rain(x, p, generator):
     b, _, h, w = x.shape
     length = p["length"]
-    size = 2 * int(math.ceil(float(length.max()))) + 3
+    size = 2 * int(math.ceil(max(p["host"]["length"]))) + 3
     # seeds over the numpy operator's start region [-0.2, 1.2] of each side, density per image area
     mh, mw = int(round(0.2 * h)), int(round(0.2 * w))
     canvas = seeds(x, p["density"] / 100 / 1.96, 120, 255, generator, (h + 2 * mh, w + 2 * mw))
@@ -350,7 +366,7 @@ def rain(x, p, generator):
                             segment_kernels(length, p["angle"], width, size)).unbind(1)  # fmt: skip
     streaks = (value / count.clamp_min(1)).unsqueeze(1).clamp(0, 1)
     streaks = streaks[..., mh : mh + h, mw : mw + w]
-    k = gaussian_kernels(torch.full((b,), 0.7, device=x.device), radius=1)
+    k = gaussian_kernels(torch.full((b,), 0.7, device=x.device), 1)
     streaks = filter_per_sample(filter_per_sample(streaks, k[:, :, None]), k[:, None, :])
     return screen(x, streaks * _bview(p["opacity"]), 0.95)
 
@@ -365,18 +381,18 @@ def snow(x, p, generator):
     for per_px, radius, sigma, streak in Snow._LAYERS:
         # mean flake area (radii uniform in 0.6..1.4 x) plus OpenCV's anti-aliased rim (about 0.4 px, measured)
         r = radius * size_ * 1.026 + 0.4
-        k = 2 * (int(math.ceil(float(r.max()))) + 1) + 1
+        k = 2 * (int(math.ceil(radius * max(p["host"]["size"]) * 1.026 + 0.4)) + 1) + 1
         layer = conv_fft(seeds(x, per_px * density, 160, 255, generator), disk_coverage(r, k).clamp(0, 1)).clamp(0, 1)
         if streak > 0:
             lk = torch.clamp(torch.floor(streak * size_), min=3)
             lk = lk + (lk % 2 == 0).float()  # odd, as max(3, int(...) | 1)
             half, one = (lk - 1) / 2, torch.ones_like(lk)
-            n = int(lk.max())  # a line through the centre, half a kernel each way along the wind
+            n = max(3, int(streak * max(p["host"]["size"])) | 1)  # a line through the centre, half a kernel each way along the wind
             seg = torch.maximum(segment_kernels(half, a, one, n), segment_kernels(half, a + 180, one, n))
             seg = seg / seg.sum(dim=(1, 2), keepdim=True)
             layer = filter_per_sample(layer, seg)
         if sigma > 0:
-            layer = gaussian_blur(layer, sigma * size_)
+            layer = gaussian_blur(layer, sigma * size_, blur_radius(sigma * max(p["host"]["size"])))
         flakes = 1 - (1 - flakes) * (1 - (layer * 1.5).clamp(0, 1))
     veil = _bview(p["veil"])
     return screen(x * (1 - veil) + veil * 0.9, flakes, 0.98)
@@ -386,7 +402,7 @@ def snow(x, p, generator):
 def raindrop(x, p, generator):
     b, c, h, w = x.shape
     n_i = torch.round(p["count"] * h * w / 512.0**2)
-    m = int(n_i.max())
+    m = max(int(round(c * h * w / 512.0**2)) for c in p["host"]["count"])
     if m == 0:
         return x
     u = torch.rand((b, m, 5), generator=generator, device=x.device)
@@ -411,7 +427,7 @@ def raindrop(x, p, generator):
     alpha = torch.where(inside, ((1 - q) / 0.15).clamp(0, 1), 0).amax(1, keepdim=True)
     hl = torch.exp(-(((dx + 0.35) ** 2 + (dy + 0.4) ** 2) / 0.02)) * 0.6
     shade = torch.where(covered, pick(1 - 0.35 * ((q - 0.7) / 0.3).clamp(0, 1) + hl), 1.0)
-    src = gaussian_blur(x, p["blur"])
+    src = gaussian_blur(x, p["blur"], blur_radius(max(p["host"]["blur"])))
     grid = torch.cat([map_x / (w - 1) * 2 - 1, map_y / (h - 1) * 2 - 1], 1).permute(0, 2, 3, 1)
     drops = F.grid_sample(src.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=True).to(x.dtype)
     drops = drops * shade
@@ -434,7 +450,7 @@ def apply_batch(x: torch.Tensor, specs: Sequence[Degradation | None], generator:
         for name, idx in groups.items():
             if name not in OPS:
                 raise ValueError(f"no batched operator for {name!r}; batched: {sorted(OPS)}")
-            index = torch.tensor(idx, device=x.device)
+            index = host_tensor(idx, torch.long, x.device)
             sub = OPS[name](out.index_select(0, index), params_of([steps[i][pos] for i in idx], x.device), generator)
             out.index_copy_(0, index, sub.clamp(0, 1).to(out.dtype))
     return out
