@@ -147,7 +147,7 @@ def run(a) -> dict:
     # probe: eager (with the profile) and compiled, each in its own process and time limit
     probes = []
     throughput = out / f"train_throughput_{a.device}.json"
-    variants = [("eager", ["--profile"], a.probe_seconds + 60), ("compiled", ["--compile", "--channels_last"], a.probe_seconds + 150)]
+    variants = [("eager", ["--profile"], a.probe_seconds + 60), ("compiled", ["--compile", "--channels_last"], a.probe_seconds + a.compile_seconds)]
     for name, flags, limit in variants:
         if time.time() + limit > deadline - 60 * a.min_train_minutes:
             log(f"probe {name}: skipped, no time left")
@@ -287,6 +287,7 @@ def main(argv=None):
     pr.add_argument("--ema_decay", type=float, default=0.999)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--probe_seconds", type=float, default=12)
+    pr.add_argument("--compile_seconds", type=float, default=120, help="the compiled probe's limit beyond --probe_seconds")
     pr.add_argument("--min_train_minutes", type=float, default=3.0, help="a probe that would leave less is skipped")
     pr.add_argument("--reserve_seconds", type=float, default=75, help="kept after training for saving and export")
     rs = sub.add_parser("restore")
