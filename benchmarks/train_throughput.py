@@ -15,7 +15,7 @@ and EMA, as a ``--data_on_device`` run does. Three measurements:
 * **TFLOP/s**: the floating-point operations of one forward + backward counted by ``torch.utils.flop_counter``
   (convolutions, matrix products, attention), per sample, times samples/s.
 
-``--profile`` adds the ``torch.profiler`` table of 5 steps (top operators by device time, CPU time on CPU). Each
+``--profile`` adds the ``torch.profiler`` table of 2 steps (top operators by device time, CPU time on CPU). Each
 run writes its row into ``--out`` (default ``benchmarks/results/train_throughput_<device>.json``: rows keyed by
 device name, preset, batch, crop and the compile / channels-last switches). Without ``--clean_dir`` the clean images
 are synthetic (smooth random textures), which costs the same as photos.
@@ -190,21 +190,6 @@ def main(argv=None) -> dict:
     flops_per_sample = count_flops(fwd_bwd) / a.batch
     optimizer.zero_grad(set_to_none=True)
 
-    profile = None
-    if a.profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        with torch_profile(activities=acts) as prof:
-            for i in range(5):
-                step(2 * 10**6 + i)
-            sync()
-        try:
-            profile = prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=20)
-        except (KeyError, AttributeError, ValueError):  # older torch names the device column after CUDA
-            profile = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=20)
-        print(profile)
-
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     row = {
         "device": name, "torch_device": str(device), "preset": a.preset if not a.pretrained else a.pretrained,
@@ -216,14 +201,31 @@ def main(argv=None) -> dict:
         "mean_loss": round(final_loss, 5), "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
-    if profile is not None:
-        row["profile_top"] = profile.splitlines()[:26]
     out = Path(a.out or ROOT / "benchmarks" / "results" / f"train_throughput_{'cuda' if cuda else 'cpu'}.json")
-    rows = json.loads(out.read_text()) if out.is_file() else []
-    keys = ("device", "preset", "batch", "crop", "compile", "channels_last")
-    rows = [r for r in rows if tuple(r.get(x) for x in keys) != tuple(row[x] for x in keys)] + [row]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1) + "\n")
+
+    def write(row):
+        rows = json.loads(out.read_text()) if out.is_file() else []
+        keys = ("device", "preset", "batch", "crop", "compile", "channels_last")
+        rows = [r for r in rows if tuple(r.get(x) for x in keys) != tuple(row[x] for x in keys)] + [row]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=1) + "\n")
+
+    write(row)  # before the profile, which can take long on a GPU
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with torch_profile(activities=acts) as prof:
+            for i in range(2):
+                step(2 * 10**6 + i)
+            sync()
+        try:
+            profile = prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=20)
+        except (KeyError, AttributeError, ValueError):  # older torch names the device column after CUDA
+            profile = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=20)
+        print(profile)
+        row["profile_top"] = profile.splitlines()[:26]
+        write(row)
     print(json.dumps({k: v for k, v in row.items() if k != "profile_top"}))
     return row
 

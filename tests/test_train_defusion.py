@@ -196,11 +196,11 @@ def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
              "--bridge_blocks", "2", "--bridge_width0", "16"]  # fmt: skip
     hist = main(parse_args(base(clean_dir, tmp_path, 3, *extra)))
     bank_dir = tmp_path / "instruction_bank"
-    assert (bank_dir / "tokens.safetensors").is_file() and len(hist) == 3
-    before = (bank_dir / "tokens.safetensors").read_bytes()
+    assert (bank_dir / "codes.safetensors").is_file() and len(hist) == 3
+    before = (bank_dir / "codes.safetensors").read_bytes()
     resumed = main(parse_args(base(clean_dir, tmp_path, 5, *extra, "--resume_from_checkpoint", "latest")))
     assert [h["step"] for h in resumed] == [4, 5]
-    assert (bank_dir / "tokens.safetensors").read_bytes() == before  # the resumed run reuses the saved bank
+    assert (bank_dir / "codes.safetensors").read_bytes() == before  # the resumed run reuses the saved bank
     bridge_cfg = json.loads((tmp_path / "pipeline" / "bridge" / "config.json").read_text())
     assert bridge_cfg["num_res_blocks"] == 2 and bridge_cfg["feature_channels"][0] == 16
 

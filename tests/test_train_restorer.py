@@ -102,7 +102,7 @@ def test_clearair_records_its_icrm_loss(clean_dir, tmp_path):
     assert list((tmp_path / "regions").glob("*.npz"))
 
 
-def test_export_a_restorer_pipeline_in_fp16(tmp_path):
+def test_export_a_restorer_pipeline_compact_or_fp16(tmp_path):
     import torch
 
     from defusion import RestorerPipeline
@@ -124,10 +124,14 @@ def test_export_a_restorer_pipeline_in_fp16(tmp_path):
     from safetensors.torch import load_file
 
     assert RestorerPipeline.from_pretrained(tmp_path / "out").identifier is not None
-    stored = load_file(tmp_path / "out" / "restorer" / "diffusion_pytorch_model.safetensors")
-    assert {t.dtype for t in stored.values()} == {torch.float16}
+    stored = load_file(tmp_path / "out" / "restorer" / "diffusion_pytorch_model.int8.safetensors")  # the default
+    assert {t.dtype for t in stored.values()} <= {torch.float16, torch.int8, torch.float32} and any(
+        t.dtype == torch.int8 for t in stored.values())
     report = json.loads((tmp_path / "out" / "export_check.json").read_text())
-    assert len(report["fp16_vs_fp32_psnr_db"]) == 2 and min(report["fp16_vs_fp32_psnr_db"]) > 30
+    assert len(report["stored_vs_fp32_psnr_db"]) == 2 and min(report["stored_vs_fp32_psnr_db"]) > 30
+    export(["--pipeline", str(tmp_path / "run"), "--out", str(tmp_path / "fp16"), "--storage", "fp16"])
+    stored = load_file(tmp_path / "fp16" / "restorer" / "diffusion_pytorch_model.safetensors")
+    assert {t.dtype for t in stored.values()} == {torch.float16}
     with pytest.raises(FileNotFoundError, match="model_index"):
         pipeline_class(tmp_path)
     (tmp_path / "odd").mkdir()

@@ -92,7 +92,7 @@ def conv_fft(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Zero-padded 'same' correlation of each image with its own kernel (B, k, k), through the FFT (large kernels)."""
     b, c, h, w = x.shape
     k = kernels.shape[-1]
-    fh, fw = h + k - 1, w + k - 1
+    fh, fw = -(-(h + k - 1) // 64) * 64, -(-(w + k - 1) // 64) * 64  # a few FFT sizes: cached plans, fast lengths
     kf = torch.fft.rfft2(kernels.flip(-1, -2).float(), s=(fh, fw)).unsqueeze(1)
     y = torch.fft.irfft2(torch.fft.rfft2(x.float(), s=(fh, fw)) * kf, s=(fh, fw))
     return y[..., k // 2 : k // 2 + h, k // 2 : k // 2 + w].to(x.dtype)
