@@ -66,8 +66,9 @@ def main(argv=None):
             rows.append(f"{name},sha256={digest},{len(data)}")
         rows.append(f"{record_name},,")
         dst.writestr(record_name, "\n".join(rows) + "\n")
-    print(json.dumps({"wheel": str(out_path), "bytes": out_path.stat().st_size, "files_dropped": dropped,
-                      "kept_folders": sorted(keep)}))  # fmt: skip
+    kept = sorted({n.rsplit("/", 1)[0] + "/" for n in zipfile.ZipFile(out_path).namelist()
+                   if any(n.startswith(r) and n.count("/") > r.count("/") for r in PRUNABLE)})  # fmt: skip
+    print(json.dumps({"wheel": str(out_path), "bytes": out_path.stat().st_size, "files_dropped": dropped, "kept_subfolders": kept}))
 
 
 if __name__ == "__main__":
