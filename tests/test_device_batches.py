@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from defusion import degradations as D
 from defusion.data import DeviceBatches, InstructionBank, ResidentImages
 from defusion.models import DegradationTokenizer
 

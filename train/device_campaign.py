@@ -80,9 +80,8 @@ def prepare(a) -> dict:
     """Data pack, instruction bank and slim wheel in ignored folders, then the size of what will travel."""
     sys.path.insert(0, str(ROOT / "train"))
     import torch
-    from train_defusion import parse_args, parse_kinds, parse_severity
+    from train_defusion import make_instruction_bank, parse_args
 
-    from defusion.data import InstructionBank
     from defusion.pipelines import DefusionPipeline
 
     pack = ROOT / a.pack
@@ -93,10 +92,7 @@ def prepare(a) -> dict:
     if not (bank_dir / "specs.json").is_file():
         args = parse_args(["--clean_dirs", str(pack), "--pretrained", "defusion-small", *MIXTURE])
         tok = DefusionPipeline.from_pretrained("defusion-small", dtype=torch.float32).degradation_tokenizer.eval()
-        kinds, weights = parse_kinds(args)
-        InstructionBank.build(tok, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
-                              severity=parse_severity(args), seed=0, ground=args.ground, ground_cache=256,
-                              progress=True).save(bank_dir)  # fmt: skip
+        make_instruction_bank(args, tok).save(bank_dir)  # what the run's train_defusion.py would build
     if a.wheel:
         mods = ROOT / ".whl" / "diffusers_modules.json"
         record = ("import json, sys, diffusers, defusion.pipelines, defusion.data, diffusers.training_utils; "

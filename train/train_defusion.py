@@ -266,16 +266,20 @@ def parse_severity(args) -> dict | None:
     return ranges
 
 
+def make_instruction_bank(args, tokenizer) -> InstructionBank:
+    """The --instruction_bank instructions of this run's mixture, tokenized (also prebuilt by device_campaign.py)."""
+    kinds, weights = parse_kinds(args)
+    degradation = args.degradation if args.train_dir else None
+    return InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
+                                 severity=parse_severity(args), seed=args.seed, ground=args.ground,
+                                 ground_cache=args.ground_cache or 256, progress=True, degradation=degradation)  # fmt: skip
+
+
 def build_instruction_bank(args, tokenizer, out: Path, accelerator) -> InstructionBank:
     """Tokenize --instruction_bank instructions once (the main process), saved in the output folder for resumes."""
     bank_dir = out / "instruction_bank"
     if accelerator.is_main_process and not (bank_dir / "specs.json").is_file():
-        kinds, weights = parse_kinds(args)
-        degradation = args.degradation if args.train_dir else None
-        InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
-                              severity=parse_severity(args), seed=args.seed, ground=args.ground,
-                              ground_cache=args.ground_cache or 256, progress=True,
-                              degradation=degradation).save(bank_dir)  # fmt: skip
+        make_instruction_bank(args, tokenizer).save(bank_dir)
     accelerator.wait_for_everyone()
     bank = InstructionBank.load(bank_dir)
     if bank.token_shape != (tokenizer.num_tokens, tokenizer.token_dim):
