@@ -7,6 +7,7 @@
     defusion eval --method nlm --tasks aio3 --data-root DATA --out results/nlm
     defusion serve [--port 7860] [--model NAME_OR_FOLDER]   # a web page (pip install -e ".[web]")
     defusion restore in.png -o out.png --model DIR --instruction auto --compare cmp.png
+    defusion restore photos/ more/*.jpg -o restored/ --skip-existing   # many images, one model load
     defusion demo -o outputs/demo                   # the README's main job
 """
 
@@ -169,55 +170,172 @@ def _eval(args) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _restore_inputs(patterns: list[str]) -> list[Path]:
+    """Image files named by ``patterns``: files, folders (their images, sorted) and globs, in order, each once."""
+    import glob
+
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            hits = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not hits:
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+        elif path.is_file():
+            hits = [path]
+        elif glob.has_magic(pattern):
+            hits = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            if not hits:
+                raise FileNotFoundError(f"no image files match {pattern}")
+        else:
+            raise FileNotFoundError(f"no image file or folder at {pattern}")
+        found += [p for p in hits if p.resolve() not in {q.resolve() for q in found}]
+    return found
+
+
+def _restore_targets(inputs: list[Path], output: str, compare: str | None) -> list[tuple[Path, Path, Path | None]]:
+    """(input, output, comparison) per image. One input: ``output`` is a file unless it is an existing folder or
+    ends with a slash; several: ``output`` is a folder of ``STEM.png`` files (``compare`` then a folder too)."""
+    single, out = len(inputs) == 1, Path(output)
+    suffix = out.suffix.lower()
+    if suffix and suffix not in IMAGE_SUFFIXES and not out.is_dir():
+        raise ValueError(f"-o {output}: an output image must end with one of {', '.join(IMAGE_SUFFIXES)}")
+    as_file = bool(suffix) and not out.is_dir() and not output.endswith(("/", os.sep))
+    if as_file and not single:
+        raise ValueError(f"{len(inputs)} images need an output folder, not the file name {output}")
+    targets = []
+    for src in inputs:
+        dst = out if as_file else out / f"{src.stem}.png"
+        cmp = None
+        if compare:
+            cmp = Path(compare) if single and Path(compare).suffix.lower() in IMAGE_SUFFIXES else Path(compare) / f"{src.stem}.png"
+        targets.append((src, dst, cmp))
+    outs = [t[1].resolve() for t in targets] + [t[2].resolve() for t in targets if t[2] is not None]
+    if len(set(outs)) != len(outs):
+        clash = sorted({p.name for p in outs if outs.count(p) > 1})
+        raise ValueError(f"several inputs would be written to the same file ({', '.join(clash)}): restore them "
+                         "in separate calls or rename them")  # fmt: skip
+    if {p.resolve() for p in inputs} & set(outs):
+        raise ValueError("an output would overwrite its input; choose another -o")
+    return targets
+
+
+class _RestoreJob:
+    """One loaded model restoring images for ``defusion restore``: a DefusionPipeline (told, blind or no
+    instruction) or a RestorerPipeline (told or blind degradation)."""
+
+    def __init__(self, args):
+        import torch
+
+        from .pipelines import DefusionPipeline, RestorerPipeline, pipeline_class
+        from .weights import resolve
+
+        folder = resolve(args.model)
+        self.regression = pipeline_class(folder) is RestorerPipeline
+        self.args = args
+        self.told = None if args.instruction.lower() == "none" else args.instruction
+        self.blind = isinstance(self.told, str) and self.told.lower() == "auto"
+        if self.regression and args.self_ensemble not in (None, 1):
+            raise ValueError("--self-ensemble is a Defusion option; a RestorerPipeline runs one pass")
+        cls = RestorerPipeline if self.regression else DefusionPipeline
+        self.pipe = cls.from_pretrained(folder, dtype=torch.float32)
+        # what would fail on every image fails once, before any image is read
+        if self.blind and self.pipe.identifier is None:
+            raise ValueError(f"--instruction auto needs a degradation identifier; {args.model} has none (name the "
+                             "degradations, e.g. --instruction rain)")  # fmt: skip
+        if self.regression and self.told is None and self.pipe.needs_prompt:
+            raise ValueError(f"{type(self.pipe.restorer).__name__} needs --instruction (names like rain, or auto)")
+        if not self.regression:
+            self.pipe.num_evaluations(64, 64, None if self.blind else self.told, args.steps, args.self_ensemble,
+                                      tile_size=args.tile, tile_overlap=args.tile_overlap)  # checks them all
+            if args.steps is not None and args.steps < 1:
+                raise ValueError(f"--steps must be a positive number of DDIM steps, got {args.steps}")
+        else:
+            self.pipe.num_evaluations(64, 64, tile_size=args.tile, tile_overlap=args.tile_overlap)
+
+    def plan(self, img: np.ndarray):
+        """(instruction to restore with, what the identifier found or None, model evaluations it will take)."""
+        a = self.args
+        h, w = img.shape[:2]
+        if self.regression:
+            return self.told, None, self.pipe.num_evaluations(h, w, tile_size=a.tile, tile_overlap=a.tile_overlap)
+        found, inst = self.pipe.identify(img, seed=a.seed) if self.blind else (None, self.told)
+        n = self.pipe.num_evaluations(h, w, inst, a.steps, a.self_ensemble, tile_size=a.tile, tile_overlap=a.tile_overlap)
+        return inst, found, n
+
+    def restore(self, img: np.ndarray, inst):
+        """(restored image, label of what it was restored for, the instruction image or None)."""
+        import torch
+
+        a = self.args
+        if self.regression:
+            out = self.pipe(img, degradation=inst, output_type="np", tile_size=a.tile, tile_overlap=a.tile_overlap)
+            return out.images[0], out.degradations[0], None
+        out = self.pipe(img, instruction=inst, num_inference_steps=a.steps, generator=torch.Generator().manual_seed(a.seed),
+                        output_type="np", tile_size=a.tile, tile_overlap=a.tile_overlap, instruction_seed=a.seed,
+                        self_ensemble=a.self_ensemble)  # fmt: skip
+        vi = self.pipe.make_instruction(inst, seed=a.seed)
+        return out.images[0], out.instructions[0], vi.image if vi is not None else None
+
+
 def _restore(args) -> int:
-    import torch
+    """``defusion restore``: files, folders and globs, one model load, one progress bar over images and tiles."""
+    import time
+
+    from tqdm.auto import tqdm
 
     from .images import load_image, make_grid, save_image, save_png
-    from .pipelines import DefusionPipeline, RestorerPipeline, pipeline_class
-    from .weights import resolve
 
-    folder = resolve(args.model)
-    if pipeline_class(folder) is RestorerPipeline:  # a clear error where the folder holds no pipeline
-        return _restore_regression(args, folder)
-    pipe = DefusionPipeline.from_pretrained(folder, dtype=torch.float32)
-    img = load_image(args.input)
-    inst = None if args.instruction.lower() == "none" else args.instruction
-    out = pipe(img, instruction=inst, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed),
-               output_type="np", tile_size=args.tile, instruction_seed=args.seed, self_ensemble=args.self_ensemble)  # fmt: skip
-    restored = out.images[0]
-    print(f"instruction: {out.instructions[0]}" + (f" (detected: {out.detected[0]})" if out.detected else ""))
-    print(save_image(restored, args.output))
-    if args.compare:
-        vi = pipe.make_instruction(inst, seed=args.seed) if inst not in (None, "auto") else None
-        if inst == "auto" and out.detected and out.detected[0]:
-            vi = pipe.identify(img, seed=args.seed)[1]
-        ground = vi.image if vi is not None else np.full((64, 64, 3), 0.5, np.float32)
-        grid = make_grid([img, ground, restored], ["input", f"instruction: {out.instructions[0]}", "restored"],
-                         tile_height=min(512, img.shape[0]))  # fmt: skip
-        print(save_png(grid, args.compare))
-    return 0
-
-
-def _restore_regression(args, folder) -> int:
-    """``defusion restore --model dfpir-small``: a RestorerPipeline, told the degradation (or "auto")."""
-    import torch
-
-    from .images import load_image, make_grid, save_image, save_png
-    from .pipelines import RestorerPipeline
-
-    if args.self_ensemble not in (None, 1):
-        raise ValueError("--self-ensemble is a Defusion option; a RestorerPipeline runs one pass")
-    pipe = RestorerPipeline.from_pretrained(folder, dtype=torch.float32)
-    img = load_image(args.input)
-    deg = None if args.instruction.lower() == "none" else args.instruction
-    out = pipe(img, degradation=deg, output_type="np", tile_size=args.tile)
-    print(f"degradation: {out.degradations[0]}" + (" (detected)" if deg == "auto" else ""))
-    print(save_image(out.images[0], args.output))
-    if args.compare:
-        grid = make_grid([img, out.images[0]], ["input", f"restored for: {out.degradations[0]}"],
-                         tile_height=min(512, img.shape[0]))  # fmt: skip
-        print(save_png(grid, args.compare))
-    return 0
+    if args.tile is not None and args.tile < 0:
+        raise ValueError(f"--tile must be 0 (no tiling) or a positive multiple of the model's downsampling, got {args.tile}")
+    args.tile = args.tile or None
+    targets = _restore_targets(_restore_inputs(args.inputs), args.output, args.compare)
+    job = _RestoreJob(args)
+    todo = [t for t in targets if not (args.skip_existing and t[1].exists())]
+    say = (lambda line: None) if args.quiet else tqdm.write
+    for src, dst, _ in targets:
+        if (src, dst, _) not in todo:
+            say(f"{src.name}: skipped, {dst} exists")
+    # plan first (blind identification decides the views), so the one bar's total is right
+    plans, failed = {}, 0
+    for src, dst, cmp in todo:
+        try:
+            img = load_image(src)
+            plans[src] = job.plan(img)
+        except (ValueError, OSError) as e:
+            failed += 1
+            print(f"defusion restore: {src}: error: {' '.join(str(e).split())[:300]}", file=sys.stderr)
+    total = sum(p[2] for p in plans.values())
+    unit = "tile" if job.regression else "evaluation"
+    with tqdm(total=total, unit=unit, disable=args.quiet or not plans, desc=f"{len(plans)} image(s)") as bar:
+        with job.pipe.report_progress(bar):
+            for k, (src, dst, cmp) in enumerate(t for t in todo if t[0] in plans):
+                inst, found, n = plans[src]
+                start, t0 = bar.n, time.perf_counter()
+                img = load_image(src)
+                restored, label, ground = job.restore(img, inst)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                save_image(restored, dst)
+                bar.n = start + n  # exact even where a call counts differently
+                bar.refresh()
+                if cmp is not None:
+                    panel = ground if ground is not None else np.full((64, 64, 3), 0.5, np.float32)
+                    what = "restored for" if job.regression else "instruction"
+                    grid = make_grid([img, panel, restored], ["input", f"{what}: {label}", "restored"],
+                                     tile_height=min(512, img.shape[0]))  # fmt: skip
+                    cmp.parent.mkdir(parents=True, exist_ok=True)
+                    save_png(grid, cmp)
+                seen = ""
+                if job.blind:
+                    seen = ", ".join(f"{d[0]} {d[1]:.2f}" for d in found) if found else "nothing"
+                    seen = " (detected)" if job.regression else f" (detected: {seen})"
+                what = "degradation" if job.regression else "instruction"
+                say(f"[{k + 1}/{len(plans)}] {src.name} {img.shape[1]}x{img.shape[0]}: {what}: {label}{seen}, "
+                    f"{time.perf_counter() - t0:.1f} s -> {dst}" + (f", compare {cmp}" if cmp else ""))  # fmt: skip
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,20 +374,26 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--list", action="store_true", help="print methods and presets")
     pe.set_defaults(fn=_eval)
 
-    pr = sub.add_parser("restore", help="restore an image with a shipped model or a saved pipeline")
-    pr.add_argument("input")
-    pr.add_argument("-o", "--output", required=True)
+    pr = sub.add_parser("restore", help="restore images (files, folders, globs) with a shipped model or a saved pipeline")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or globs ('photos/*.jpg')")
+    pr.add_argument("-o", "--output", required=True,
+                    help="output image (one input) or folder (several inputs: FOLDER/STEM.png)")
     pr.add_argument("--model", default="defusion-small",
                     help="a shipped model (defusion.weights.available(): defusion-small, dfpir-small) or a saved "
                          "DefusionPipeline / RestorerPipeline folder")
     pr.add_argument("--instruction", default="auto", help="auto (blind), none, or names like rain+noise")
     pr.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, see its card)")
-    pr.add_argument("--tile", type=int, default=512)
+    pr.add_argument("--tile", type=int, default=512, help="restore larger images in overlapping tiles of this size "
+                    "(memory is bounded by it); 0: no tiling")
+    pr.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=None, metavar="N",
                     help="average N (1, 2, 4, 8, 16 or 32; alone: 8) restorations of rotated/flipped/shifted copies: "
                          "N times slower, better (default: the model's, see its card)")
-    pr.add_argument("--compare", default=None, metavar="PNG", help="also write input | instruction | output")
+    pr.add_argument("--compare", default=None, metavar="PNG",
+                    help="also write input | instruction | output (several inputs: a folder of them)")
+    pr.add_argument("--skip-existing", action="store_true", help="leave images whose output exists alone")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar and no per-image lines (errors still)")
     pr.set_defaults(fn=_restore)
 
     pm = sub.add_parser("demo", help="restore the bundled sample with the shipped model; instruction galleries")

@@ -66,6 +66,12 @@ def ensemble_view(x: torch.Tensor, mode: int, dy: int, dx: int) -> torch.Tensor:
     return x
 
 
+def view_size(h: int, w: int, mode: int, dy: int, dx: int) -> tuple[int, int]:
+    """The (height, width) of ``ensemble_view`` of an (h, w) image."""
+    h, w = (w, h) if mode % 2 else (h, w)
+    return h + dy, w + dx
+
+
 def ensemble_unview(y: torch.Tensor, mode: int, dy: int, dx: int) -> torch.Tensor:
     """Undo ``ensemble_view`` on a pass's output."""
     return dihedral_inverse(y[..., dy:, dx:], mode)

@@ -109,6 +109,59 @@ def test_restore_command(tmp_path, capsys):
     assert "self_ensemble must be" in capsys.readouterr().err and not (tmp_path / "o6.png").exists()
 
 
+def test_restore_many_images_with_one_bar(tmp_path, capsys):
+    import torch
+
+    from defusion import DefusionPipeline
+    from defusion.images import save_image
+
+    torch.manual_seed(0)
+    DefusionPipeline.from_preset("tiny").save_pretrained(tmp_path / "pipe")
+    rng = np.random.default_rng(0)
+    (tmp_path / "in" / "more").mkdir(parents=True)
+    shapes = {"a": (24, 30), "b": (40, 72), "c": (24, 30)}
+    for stem, (h, w) in shapes.items():
+        save_image(rng.random((h, w, 3)).astype(np.float32), tmp_path / "in" / f"{stem}.png")
+    save_image(rng.random((20, 20, 3)).astype(np.float32), tmp_path / "in" / "more" / "d.jpg")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    args = ["restore", str(tmp_path / "in"), str(tmp_path / "in" / "more" / "*.jpg"), "-o", str(tmp_path / "out"),
+            "--model", str(tmp_path / "pipe"), "--instruction", "noise", "--tile", "32", "--tile-overlap", "8",
+            "--steps", "2"]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+    for stem, (h, w) in shapes.items():
+        assert Image.open(tmp_path / "out" / f"{stem}.png").size == (w, h)
+    lines = [x for x in captured.err.splitlines() + captured.out.splitlines() if x.startswith("[")]
+    assert len(lines) == 4 and lines[0].startswith("[1/4] a.png 30x24: instruction: noise") and "-> " in lines[0]
+    # one bar over every image and tile: its total is what the pipeline counts, and it ends full
+    pipe = DefusionPipeline.from_pretrained(tmp_path / "pipe")
+    total = sum(pipe.num_evaluations(h, w, "noise", 2, tile_size=32, tile_overlap=8)
+                for h, w in [*shapes.values(), (20, 20)])  # fmt: skip
+    assert pipe.num_evaluations(40, 72, "noise", 2, tile_size=32, tile_overlap=8) > 2  # b is tiled
+    bars = [x for x in captured.err.replace("\r", "\n").splitlines() if "4 image(s)" in x]
+    assert bars and f"{total}/{total}" in bars[-1] and all(f"/{total}" in b for b in bars)
+    # skip what exists; quiet says nothing; a broken file fails alone
+    (tmp_path / "out" / "b.png").unlink()
+    (tmp_path / "in" / "e.png").write_bytes(b"not a png")
+    assert main([*args, "--skip-existing", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "e.png" in captured.err and "skipped" not in captured.err + captured.out and "[" not in captured.out
+    assert (tmp_path / "out" / "b.png").is_file() and not (tmp_path / "out" / "e.png").exists()
+    # several inputs need a folder; an output never replaces an input; names must not clash
+    (tmp_path / "in" / "e.png").unlink()
+    assert main([*args[:3], "-o", str(tmp_path / "x.png"), "--model", str(tmp_path / "pipe")]) == 2
+    assert "output folder" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "in" / "a.png"), "-o", str(tmp_path / "in" / "a.png"),
+                 "--model", str(tmp_path / "pipe")]) == 2  # fmt: skip
+    assert "overwrite its input" in capsys.readouterr().err
+    save_image(rng.random((20, 20, 3)).astype(np.float32), tmp_path / "in" / "more" / "a.jpg")
+    assert main(["restore", str(tmp_path / "in"), str(tmp_path / "in" / "more"), "-o", str(tmp_path / "o2"),
+                 "--model", str(tmp_path / "pipe")]) == 2  # fmt: skip
+    assert "same file" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    assert main(["restore", str(tmp_path / "nothing*.png"), "-o", str(tmp_path / "o3"), "--model", str(tmp_path / "pipe")]) == 2
+
+
 def test_restore_and_eval_with_a_restorer_pipeline(tmp_path, capsys):
     import torch
 

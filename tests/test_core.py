@@ -13,6 +13,7 @@ import torch
 from defusion import DefusionPipeline, RestorerPipeline
 from defusion import degradations as D
 from defusion.metrics import psnr
+from defusion.tiling import padded_size
 from defusion.models import DefusionDenoiser
 from defusion.weights import resolve
 
@@ -94,7 +95,9 @@ def test_callback_on_step_end_runs_once_per_step(pipe):
 
     run(pipe, img, instruction="noise", num_inference_steps=4, self_ensemble=1, callback_on_step_end=record)
     assert [(i, t) for i, t, _ in seen] == [(0, 999), (1, 749), (2, 499), (3, 249)]
-    assert all(isinstance(y, torch.Tensor) and y.shape == (1, 3, 24, 32) for _, _, y in seen)  # padded to a multiple
+    # padded with reflected context and to a multiple of the U-Net's downsampling
+    padded = padded_size(*img.shape[:2], pipe.multiple, pipe.context_border)
+    assert all(isinstance(y, torch.Tensor) and y.shape == (1, 3, *padded) for _, _, y in seen)
     seen.clear()  # with four self-ensemble views: still once per step, with one state per view
     run(pipe, img, instruction="noise", num_inference_steps=2, self_ensemble=4, callback_on_step_end=record)
     assert [i for i, _, _ in seen] == [0, 1] and all(isinstance(y, list) and len(y) == 4 for _, _, y in seen)

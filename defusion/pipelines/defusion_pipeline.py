@@ -30,14 +30,14 @@ from diffusers.utils import logging
 
 from .. import degradations as D
 from ..diffusion import check_space, make_scheduler, restored_from
-from ..ensemble import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view
+from ..ensemble import ensemble_passes, ensemble_plan, ensemble_unview, ensemble_view, view_size
 from ..instructions import GROUND_KINDS, VisualInstruction
 from ..models import DefusionDenoiser, DefusionUNet, DegradationTokenizer, ImageRestorationBridge, VisualInstructionAdapter
 from ..models.denoiser import check_scale
 from ..noise_level import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..perception import DegradationIdentifier
-from ..tiling import check_tiling, tile_count, tiled_apply
-from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
+from ..tiling import check_tiling, context_tile, crop_context, pad_with_context, padded_size, tile_count, tiled_apply
+from .image_io import as_image_list, check_output_type, group_by_shape, postprocess, to_model_batch
 from .loading import PackagedPipeline
 
 logger = logging.get_logger(__name__)
@@ -72,6 +72,9 @@ class DefusionPipeline(PackagedPipeline):
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
     _optional_components = ["identifier", "text_encoder", "text_tokenizer"]
     _callback_tensor_inputs = ["latents"]
+    # pixels of reflected context padded around every image (defusion.tiling.pad_with_context): a flat image's
+    # border band drops from 7 to 1 grey level (haze) with 16 (benchmarks/restore_profile.py --borders)
+    context_border = 16
 
     @classmethod
     def legacy_components(cls, folder, kwargs: dict) -> dict:
@@ -281,8 +284,9 @@ class DefusionPipeline(PackagedPipeline):
                 (once per step for a batch of same-sized images, after every view and tile of that step), as in
                 diffusers pipelines. ``callback_kwargs`` holds the tensors named in
                 ``callback_on_step_end_tensor_inputs``: ``"latents"``, the degradation-space state y_t (B, 3, H, W),
-                padded; with several self-ensemble views, a list with one state per view. Return a dict; a
-                ``"latents"`` entry replaces the state.
+                padded (``context_border`` pixels of reflected context, then to a multiple); with several
+                self-ensemble views, a list with one state per view. Return a dict; a ``"latents"`` entry replaces
+                the state.
         """
         passes = ensemble_passes(self.config.default_self_ensemble if self_ensemble is None else self_ensemble)
         if num_inference_steps is None:
@@ -373,51 +377,81 @@ class DefusionPipeline(PackagedPipeline):
         pe = prompt_embeds.to(device, dtype)
         return pe.expand(batch, -1, -1) if pe.shape[0] == 1 else pe
 
+    def num_evaluations(self, height: int, width: int, instruction: Any = None, num_inference_steps: int | None = None,
+                        self_ensemble: bool | int | None = None, tile_size: int | None = 512, tile_overlap: int = 32) -> int:
+        """How many denoiser evaluations (tiles x views x steps) a call with these arguments runs on one
+        (height, width) image: what its progress bar counts. ``instruction`` as in ``__call__`` but not
+        ``"auto"`` (resolve it with ``identify`` first: what is found decides the views)."""
+        passes = ensemble_passes(self.config.default_self_ensemble if self_ensemble is None else self_ensemble)
+        steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
+        check_tiling(tile_size, tile_overlap, self.multiple)
+        views = self.ensemble_views(passes, [self.make_instruction(instruction)])
+        return self._evaluations(height, width, views, steps, tile_size, tile_overlap)
+
+    def _evaluations(self, height, width, views, steps, tile_size, tile_overlap) -> int:
+        m, border = self.multiple, self.context_border
+        tile = context_tile(tile_size, border, m, extra=1 if len(views) > 1 else 0)
+        return steps * sum(tile_count(*padded_size(*view_size(height, width, *v), m, border), tile, tile_overlap, m)
+                           for v in views)  # fmt: skip
+
     def _restore(self, x_lq, tokens, text, scale, steps, generator, views, tile_size, tile_overlap, eta, callback):
-        """The DDIM loop for one batch of same-sized images, on every self-ensemble view at once; returns the mean
-        of the views' restorations, (B, 3, H, W) in [-1, 1].
+        """The DDIM loop for one batch of same-sized images on every self-ensemble view; returns the mean of the
+        views' restorations, (B, 3, H, W) in [-1, 1].
 
         With one view the image is restored as it is, from ``generator``. With several, each view (a rotation/flip
         and a one-pixel shift, ``ensemble_view``) starts from a copy of the same generator state and has its own
-        copy of the scheduler, so each view computes what a plain call on it would; its tile is one multiple
-        larger, so a view of an image that fits one tile stays one tile."""
+        copy of the scheduler, so each view computes what a plain call on it would, and the views run one after
+        another (memory of one view) unless a step callback needs all their states at each step. Every view is
+        padded with reflected context (``defusion.tiling.pad_with_context``) and tiled with a tile that keeps an
+        image of ``tile_size`` in one piece."""
+        ensemble = len(views) > 1
+        tile = context_tile(tile_size, self.context_border, self.multiple, extra=1 if ensemble else 0)
+        total = self._evaluations(*x_lq.shape[-2:], views, steps, tile_size, tile_overlap)
+        with self.progress_bar(total=total) as bar:
+            if not ensemble or callback is not None:
+                outs = self._restore_views(x_lq, tokens, text, scale, steps, generator, views, ensemble, tile,
+                                           tile_overlap, eta, callback, bar)  # fmt: skip
+            else:
+                outs = [self._restore_views(x_lq, tokens, text, scale, steps, generator, [v], True, tile, tile_overlap,
+                                            eta, None, bar)[0] for v in views]  # fmt: skip
+        return outs[0] if not ensemble else sum(outs) / len(outs)
+
+    def _restore_views(self, x_lq, tokens, text, scale, steps, generator, views, ensemble, tile, tile_overlap, eta,
+                       callback, bar):  # fmt: skip
+        """The DDIM loop on ``views`` together (``_restore``); a list with each view's restoration, unviewed."""
         m, device = self.multiple, x_lq.device
         denoiser = self.denoiser
-        single = len(views) == 1
-        lqs, sizes, ys, scheds, gens, tiles = [], [], [], [], [], []
+        lqs, sizes, offsets, ys, scheds, gens = [], [], [], [], [], []
         for view in views:
-            lq = x_lq if single else ensemble_view(x_lq, *view)
+            lq = ensemble_view(x_lq, *view) if ensemble else x_lq
             sizes.append(lq.shape[-2:])
-            lq = pad_to_multiple(lq, m)
-            sched = self.scheduler if single else copy.deepcopy(self.scheduler)
+            lq, offset = pad_with_context(lq, m, self.context_border)
+            sched = copy.deepcopy(self.scheduler) if ensemble else self.scheduler
             sched.set_timesteps(steps, device=device)
-            gen = generator if single or generator is None else [_copy(g) for g in generator]
+            gen = [_copy(g) for g in generator] if ensemble and generator is not None else generator
             y = randn_tensor(lq.shape, generator=gen, device=device, dtype=lq.dtype) * sched.init_noise_sigma
-            lqs.append(lq), ys.append(y), scheds.append(sched), gens.append(gen)
-            tiles.append(tile_size if single or tile_size is None else tile_size + m)
-        total = steps * sum(tile_count(lq.shape[-2], lq.shape[-1], t, tile_overlap, m) for lq, t in zip(lqs, tiles))
-        with self.progress_bar(total=total) as bar:
-            for i, t in enumerate(scheds[0].timesteps):
-                for v in range(len(views)):
+            lqs.append(lq), offsets.append(offset), ys.append(y), scheds.append(sched), gens.append(gen)
+        for i, t in enumerate(scheds[0].timesteps):
+            for v in range(len(views)):
 
-                    def denoise(pair, sched=scheds[v]):
-                        lq_tile, y_tile = pair
-                        bar.update(1)
-                        return denoiser(sched.scale_model_input(y_tile, t), t, lq_tile, tokens, text, scale)
+                def denoise(pair, sched=scheds[v]):
+                    lq_tile, y_tile = pair
+                    bar.update(1)
+                    return denoiser(sched.scale_model_input(y_tile, t), t, lq_tile, tokens, text, scale)
 
-                    pred = tiled_apply(denoise, [lqs[v], ys[v]], tiles[v], tile_overlap, multiple=m)
-                    ys[v] = scheds[v].step(pred, t, ys[v], eta=eta, generator=gens[v]).prev_sample
-                if callback is not None:
-                    fn, names = callback
-                    state = {"latents": ys[0] if single else list(ys)}
-                    returned = fn(self, i, t, {k: state[k] for k in names}) or {}
-                    if "latents" in returned:
-                        ys = [returned["latents"]] if single else list(returned["latents"])
+                pred = tiled_apply(denoise, [lqs[v], ys[v]], tile, tile_overlap, multiple=m)
+                ys[v] = scheds[v].step(pred, t, ys[v], eta=eta, generator=gens[v]).prev_sample
+            if callback is not None:
+                fn, names = callback
+                state = {"latents": list(ys) if ensemble else ys[0]}
+                returned = fn(self, i, t, {k: state[k] for k in names}) or {}
+                if "latents" in returned:
+                    ys = list(returned["latents"]) if ensemble else [returned["latents"]]
         outs = []
-        for view, lq, (vh, vw), y in zip(views, lqs, sizes, ys):
-            restored = restored_from(lq, y, self.config.diffusion_space)[..., :vh, :vw].clamp(-1, 1)
-            outs.append(restored if single else ensemble_unview(restored, *view))
-        return outs[0] if single else sum(outs) / len(outs)
+        for view, lq, offset, size, y in zip(views, lqs, offsets, sizes, ys):
+            restored = crop_context(restored_from(lq, y, self.config.diffusion_space), offset, size).clamp(-1, 1)
+            outs.append(ensemble_unview(restored, *view) if ensemble else restored)
+        return outs
 
 
 def check_eta(eta, scheduler) -> None:

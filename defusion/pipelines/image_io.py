@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.image_processor import VaeImageProcessor
 
 from ..images import to_float_image
@@ -35,16 +34,6 @@ def group_by_shape(images: list[np.ndarray]) -> dict[tuple, list[int]]:
 def to_model_batch(images: list[np.ndarray], device, dtype) -> torch.Tensor:
     """Same-sized HWC [0, 1] arrays -> (B, 3, H, W) in [-1, 1]."""
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device, dtype) * 2 - 1
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad the bottom/right to a multiple (replicate where the image is too small to reflect)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def check_output_type(output_type: str) -> None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -71,8 +72,48 @@ def strip_local_paths(folder) -> None:
             path.write_text(json.dumps(data, indent=2, sort_keys=path.name != "model_index.json") + "\n")
 
 
+class _OuterBar:
+    """What ``progress_bar`` hands out inside ``report_progress``: updates go to the caller's bar."""
+
+    def __init__(self, bar, iterable=None):
+        self.bar, self.iterable = bar, iterable
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.bar.update(1)
+
+    def update(self, n: int = 1):
+        self.bar.update(n)
+
+
 class PackagedPipeline(DiffusionPipeline):
-    """Base of the defusion pipelines: shipped names, folder checks, portable saving."""
+    """Base of the defusion pipelines: shipped names, folder checks, portable saving, and progress that a caller
+    restoring many images can collect on one bar (``report_progress``)."""
+
+    @contextlib.contextmanager
+    def report_progress(self, bar):
+        """Inside this context, calls count their model evaluations (one per tile per step, what
+        ``num_evaluations`` predicts) on ``bar`` (anything with ``update(n)``, such as a tqdm) instead of showing
+        a bar of their own."""
+        previous = self.__dict__.get("_outer_bar")
+        self.__dict__["_outer_bar"] = bar
+        try:
+            yield self
+        finally:
+            self.__dict__["_outer_bar"] = previous
+
+    def progress_bar(self, iterable=None, total=None):
+        bar = self.__dict__.get("_outer_bar")
+        if bar is None:
+            return super().progress_bar(iterable=iterable, total=total)
+        return _OuterBar(bar, iterable)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):

@@ -28,9 +28,9 @@ from .. import degradations as D
 from ..models import DFPIR, ClearAIR, PerceiveIR, PromptIR, Restormer
 from ..perception import Conditioner, DegradationIdentifier, DegradationPromptEncoder, RegionMasks, SemanticEncoder, prompt_for
 from ..perception.semantic import random_dinov2
-from ..tiling import check_tiling, tiled_apply
+from ..tiling import check_tiling, context_tile, crop_context, pad_with_context, padded_size, tile_count, tiled_apply
 from .loading import PackagedPipeline
-from .image_io import as_image_list, check_output_type, group_by_shape, pad_to_multiple, postprocess, to_model_batch
+from .image_io import as_image_list, check_output_type, group_by_shape, postprocess, to_model_batch
 
 RESTORERS = {"restormer": Restormer, "promptir": PromptIR, "dfpir": DFPIR, "perceive_ir": PerceiveIR, "clearair": ClearAIR}
 
@@ -48,6 +48,10 @@ class RestorerPipeline(PackagedPipeline):
 
     model_cpu_offload_seq = "identifier->semantic_encoder->restorer"
     _optional_components = ["identifier", "semantic_encoder", "region_model", "region_processor"]
+    # pixels of reflected context padded around every image (defusion.tiling.pad_with_context): Restormer-based
+    # models reach further (global channel attention); dfpir-small's band on a flat hazy image drops from 15 to 1
+    # grey level with 32 (benchmarks/restore_profile.py --borders)
+    context_border = 32
 
     def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None, semantic_encoder=None,
                  region_model=None, region_processor=None):  # fmt: skip
@@ -95,6 +99,14 @@ class RestorerPipeline(PackagedPipeline):
         spec = degradation if isinstance(degradation, D.Degradation) else D.parse(degradation)
         return "+".join(s.name for s in spec.steps)
 
+    def num_evaluations(self, height: int, width: int, tile_size: int | None = None, tile_overlap: int = 32) -> int:
+        """How many restorer evaluations (tiles) a call runs on one (height, width) image: what its progress bar
+        counts."""
+        m = self.restorer.downsample_factor
+        check_tiling(tile_size, tile_overlap, m)
+        tile = context_tile(tile_size, self.context_border, m)
+        return tile_count(*padded_size(height, width, m, self.context_border), tile, tile_overlap, m)
+
     @torch.no_grad()
     def __call__(self, image, degradation=None, output_type: str = "pil", return_dict: bool = True,
                  tile_size: int | None = None, tile_overlap: int = 32):  # fmt: skip
@@ -126,7 +138,7 @@ class RestorerPipeline(PackagedPipeline):
                 continue
             x = to_model_batch([images[i] for i in idx], device, dtype)
             h, w = x.shape[-2:]
-            x = pad_to_multiple(x, m)
+            x, offset = pad_with_context(x, m, self.context_border)
             kwargs = {}
             if self.needs_prompt:
                 code = self.prompt_encoder.encode([prompt_for(labels[i]) for i in idx]).to(device, dtype)
@@ -136,12 +148,16 @@ class RestorerPipeline(PackagedPipeline):
                                for k, v in conditioner(self.restorer, x).items()})  # fmt: skip
             tiled = [kwargs.pop(k) for k in spatial]
 
-            def run(tiles):
-                return self.restorer(tiles[0], **kwargs, **dict(zip(spatial, tiles[1:])))
+            tile = context_tile(tile_size, self.context_border, m)
+            with self.progress_bar(total=tile_count(*x.shape[-2:], tile, tile_overlap, m)) as bar:
 
-            out = tiled_apply(run, [x, *tiled], tile_size, tile_overlap, multiple=m)
+                def run(tiles):
+                    bar.update(1)
+                    return self.restorer(tiles[0], **kwargs, **dict(zip(spatial, tiles[1:])))
+
+                out = crop_context(tiled_apply(run, [x, *tiled], tile, tile_overlap, multiple=m), offset, (h, w))
             for j, i in enumerate(idx):
-                results[i] = out[j, :, :h, :w].clamp(-1, 1)
+                results[i] = out[j].clamp(-1, 1)
         same = len({images[i].shape for i in results}) == 1
         outputs = torch.stack([results[i] for i in range(len(images))]) if same else [results[i] for i in range(len(images))]
         images_out = postprocess(outputs, output_type)
