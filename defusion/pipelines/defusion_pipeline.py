@@ -36,11 +36,16 @@ from ..models import DefusionDenoiser, DefusionUNet, DegradationTokenizer, Image
 from ..models.denoiser import check_scale
 from ..noise_level import NOISE_ESTIMATORS, estimate_noise_sigma
 from ..perception import DegradationIdentifier
-from ..tiling import check_tiling, context_tile, crop_context, pad_with_context, padded_size, tile_count, tiled_apply
+from ..tiling import (
+    check_tiling, context_tile, crop_context, pad_with_context, padded_size, tile_count, tile_layout, tiled_apply,
+)
 from .image_io import as_image_list, check_output_type, group_by_shape, postprocess, to_model_batch
 from .loading import PackagedPipeline
 
 logger = logging.get_logger(__name__)
+# images more than REGION_TILES tiles long restore in overlapping regions of that many tiles (memory bounded by a
+# region, not the image); regions overlap by REGION_OVERLAP pixels (at most a tile), blended like tiles
+REGION_TILES, REGION_OVERLAP = 4, 128
 LONG_CALL = 64  # U-Net evaluations per image (steps x views) above which a call warns that it will take long
 
 
@@ -334,23 +339,35 @@ class DefusionPipeline(PackagedPipeline):
 
         # images of one size run as a batch; different sizes run one after another
         groups = group_by_shape(images)
+        plans = {shape: self.ensemble_views(passes, [insts[i] for i in idx]) for shape, idx in groups.items()}
+        regions = tile_size is not None and callback is None
+        total = sum(self._evaluations(*shape[:2], plans[shape], num_inference_steps, tile_size, tile_overlap, regions)
+                    for shape in groups)  # fmt: skip
         results: dict[int, torch.Tensor] = {}
-        for shape, idx in groups.items():
-            x = to_model_batch([images[i] for i in idx], device, dtype)
-            text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
-            g = [gens[i] for i in idx]
-            views = self.ensemble_views(passes, [insts[i] for i in idx])
-            scale = instruction_scale
-            if isinstance(scale, torch.Tensor) and scale.numel() > 1:
-                scale = scale.flatten()[idx].to(device)
-            restored = self._restore(x, tokens[idx], text, scale, num_inference_steps, g if any(g) else None, views,
-                                     tile_size, tile_overlap, eta, callback)  # fmt: skip
-            for j, i in enumerate(idx):
-                results[i] = restored[j]
+        with self.progress_bar(total=total) as bar:
+            for shape, idx in groups.items():
+                x = to_model_batch([images[i] for i in idx], device, dtype)
+                text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
+                g = [gens[i] for i in idx]
+                scale = instruction_scale
+                if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+                    scale = scale.flatten()[idx].to(device)
+
+                def restore(parts, idx=idx, text=text, g=g, scale=scale, views=plans[shape]):
+                    return self._restore(parts[0], tokens[idx], text, scale, num_inference_steps, g if any(g) else None,
+                                         views, tile_size, tile_overlap, eta, callback, bar)  # fmt: skip
+
+                # a very large image restores region by region (all views and steps of one region, then the next),
+                # so its full-size state is not held once per view and step; a step callback sees whole images
+                region, overlap = _region(tile_size) if regions else (None, 0)
+                restored = tiled_apply(restore, [x], region, overlap)
+                del x
+                for j, i in enumerate(idx):
+                    results[i] = restored[j]
         if not all(bool(torch.isfinite(r).all()) for r in results.values()):
             raise ValueError("the restoration is not finite (NaN or inf): the weights may be damaged (reload the model "
                              "folder), or a setting such as eta or instruction_scale is out of range")  # fmt: skip
-        outputs = torch.stack([results[i] for i in range(len(images))]) if len(groups) == 1 else [results[i] for i in range(len(images))]
+        outputs = restored if len(groups) == 1 else [results[i] for i in range(len(images))]  # one group: in order
         images_out = postprocess(outputs, output_type)
         labels = [i.label if i is not None else "none" for i in insts]
         self.maybe_free_model_hooks()
@@ -386,15 +403,20 @@ class DefusionPipeline(PackagedPipeline):
         steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
         check_tiling(tile_size, tile_overlap, self.multiple)
         views = self.ensemble_views(passes, [self.make_instruction(instruction)])
-        return self._evaluations(height, width, views, steps, tile_size, tile_overlap)
+        return self._evaluations(height, width, views, steps, tile_size, tile_overlap, regions=True)
 
-    def _evaluations(self, height, width, views, steps, tile_size, tile_overlap) -> int:
+    def _evaluations(self, height, width, views, steps, tile_size, tile_overlap, regions=False) -> int:
+        if regions and tile_size is not None and max(height, width) > REGION_TILES * tile_size:
+            region, overlap = _region(tile_size)
+            rh, ys = tile_layout(height, region, overlap)
+            rw, xs = tile_layout(width, region, overlap)
+            return len(ys) * len(xs) * self._evaluations(rh, rw, views, steps, tile_size, tile_overlap)
         m, border = self.multiple, self.context_border
         tile = context_tile(tile_size, border, m, extra=1 if len(views) > 1 else 0)
         return steps * sum(tile_count(*padded_size(*view_size(height, width, *v), m, border), tile, tile_overlap, m)
                            for v in views)  # fmt: skip
 
-    def _restore(self, x_lq, tokens, text, scale, steps, generator, views, tile_size, tile_overlap, eta, callback):
+    def _restore(self, x_lq, tokens, text, scale, steps, generator, views, tile_size, tile_overlap, eta, callback, bar):
         """The DDIM loop for one batch of same-sized images on every self-ensemble view; returns the mean of the
         views' restorations, (B, 3, H, W) in [-1, 1].
 
@@ -406,21 +428,23 @@ class DefusionPipeline(PackagedPipeline):
         image of ``tile_size`` in one piece."""
         ensemble = len(views) > 1
         tile = context_tile(tile_size, self.context_border, self.multiple, extra=1 if ensemble else 0)
-        total = self._evaluations(*x_lq.shape[-2:], views, steps, tile_size, tile_overlap)
-        with self.progress_bar(total=total) as bar:
-            if not ensemble or callback is not None:
-                outs = self._restore_views(x_lq, tokens, text, scale, steps, generator, views, ensemble, tile,
-                                           tile_overlap, eta, callback, bar)  # fmt: skip
-            else:
-                outs = [self._restore_views(x_lq, tokens, text, scale, steps, generator, [v], True, tile, tile_overlap,
-                                            eta, None, bar)[0] for v in views]  # fmt: skip
-        return outs[0] if not ensemble else sum(outs) / len(outs)
+        if not ensemble or callback is not None:
+            outs = self._restore_views(x_lq, tokens, text, scale, steps, generator, views, ensemble, tile,
+                                       tile_overlap, eta, callback, bar)  # fmt: skip
+            return outs[0] if not ensemble else sum(outs) / len(outs)
+        total = 0
+        for v in views:  # a running sum: one view's tensors at a time
+            total = total + self._restore_views(x_lq, tokens, text, scale, steps, generator, [v], True, tile,
+                                                tile_overlap, eta, None, bar)[0]  # fmt: skip
+        return total / len(views)
 
     def _restore_views(self, x_lq, tokens, text, scale, steps, generator, views, ensemble, tile, tile_overlap, eta,
                        callback, bar):  # fmt: skip
         """The DDIM loop on ``views`` together (``_restore``); a list with each view's restoration, unviewed."""
         m, device = self.multiple, x_lq.device
         denoiser = self.denoiser
+        # oneDNN's convolutions run 7-13 % faster on channels-last inputs on a CPU (benchmarks/restore_profile.py)
+        memory = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         lqs, sizes, offsets, ys, scheds, gens = [], [], [], [], [], []
         for view in views:
             lq = ensemble_view(x_lq, *view) if ensemble else x_lq
@@ -435,7 +459,7 @@ class DefusionPipeline(PackagedPipeline):
             for v in range(len(views)):
 
                 def denoise(pair, sched=scheds[v]):
-                    lq_tile, y_tile = pair
+                    lq_tile, y_tile = (p.contiguous(memory_format=memory) for p in pair)
                     bar.update(1)
                     return denoiser(sched.scale_model_input(y_tile, t), t, lq_tile, tokens, text, scale)
 
@@ -452,6 +476,11 @@ class DefusionPipeline(PackagedPipeline):
             restored = crop_context(restored_from(lq, y, self.config.diffusion_space), offset, size).clamp(-1, 1)
             outs.append(ensemble_unview(restored, *view) if ensemble else restored)
         return outs
+
+
+def _region(tile_size: int) -> tuple[int, int]:
+    """(size, overlap) of the regions a very large image restores in."""
+    return REGION_TILES * tile_size, min(REGION_OVERLAP, tile_size)
 
 
 def check_eta(eta, scheduler) -> None:

@@ -33,7 +33,8 @@ def group_by_shape(images: list[np.ndarray]) -> dict[tuple, list[int]]:
 
 def to_model_batch(images: list[np.ndarray], device, dtype) -> torch.Tensor:
     """Same-sized HWC [0, 1] arrays -> (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device, dtype) * 2 - 1
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device, dtype)  # a copy: safe to scale in place
+    return x.mul_(2).sub_(1)
 
 
 def check_output_type(output_type: str) -> None:
