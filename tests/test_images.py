@@ -100,3 +100,15 @@ def test_exif_orientation_is_honoured(tmp_path):
     for img in (load_image(tmp_path / "phone.jpg"), to_float_image(Image.open(tmp_path / "phone.jpg"))):
         assert img.shape == (40, 60, 3)
         assert img[:10].mean() > 0.9 and img[12:].mean() < 0.1
+
+
+def test_make_grid_leaves_no_gap_beside_a_narrow_panel():
+    from defusion.images import make_grid
+
+    photo, panel = np.zeros((60, 120, 3), np.float32), np.zeros((60, 60, 3), np.float32)
+    grid = make_grid([photo, panel, photo], ["a", "b", "c"], pad=4)
+    assert grid.shape[1] == 4 + 120 + 4 + 60 + 4 + 120 + 4  # columns as wide as their tiles
+    assert grid.shape[0] == 4 + 14 + 60 + 4
+    assert grid[20:78, 4 + 120 + 4 + 60 + 4 + 2, 0].max() == 0  # the third tile starts right after the panel
+    two_rows = make_grid([photo, panel, panel, photo], cols=2, pad=0)
+    assert two_rows.shape == (120, 240, 3)

@@ -14,6 +14,7 @@ low-quality image into AdaLN-Zero modulations, the U-Net predicts, the DDIM sche
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,7 @@ logger = logging.get_logger(__name__)
 # images more than REGION_TILES tiles long restore in overlapping regions of that many tiles (memory bounded by a
 # region, not the image); regions overlap by REGION_OVERLAP pixels (at most a tile), blended like tiles
 REGION_TILES, REGION_OVERLAP = 4, 128
+TOKEN_CACHE = 64  # instructions whose tokens a pipeline keeps
 LONG_CALL = 64  # U-Net evaluations per image (steps x views) above which a call warns that it will take long
 
 
@@ -220,12 +222,24 @@ class DefusionPipeline(PackagedPipeline):
     def encode_instruction(self, instructions: list[VisualInstruction | None], device, dtype) -> torch.Tensor:
         """Residual degradation tokens per image: (B, N, token_dim). ``None`` (no instruction) gives zero residual
         tokens, the same as an undegraded ground."""
-        n, d = self.degradation_tokenizer.num_tokens, self.degradation_tokenizer.token_dim
+        tok = self.degradation_tokenizer
+        n, d = tok.num_tokens, tok.token_dim
         tokens = torch.zeros(len(instructions), n, d, device=device, dtype=dtype)
-        given = [i for i, inst in enumerate(instructions) if inst is not None]
-        if given:
-            res = self.degradation_tokenizer.tokenize([instructions[i] for i in given])
-            tokens[given] = res.to(device=device, dtype=dtype)
+        # tokens depend on the instruction and null images and the tokenizer's weights only: a folder restored with
+        # one instruction tokenizes it once (the key changes when the weights are changed in place or replaced)
+        cache = self.__dict__.setdefault("_token_cache", {})
+        weights = (id(tok), tuple(p._version for p in tok.parameters()))
+        keys = {i: (hashlib.sha1(np.ascontiguousarray(inst.image).tobytes() + np.ascontiguousarray(inst.null).tobytes())
+                    .hexdigest(), weights) for i, inst in enumerate(instructions) if inst is not None}  # fmt: skip
+        missing = [i for i, k in keys.items() if k not in cache]
+        if missing:
+            res = tok.tokenize([instructions[i] for i in missing])
+            if len(cache) + len(missing) > TOKEN_CACHE:
+                cache.clear()
+            for j, i in enumerate(missing):
+                cache[keys[i]] = res[j].detach()
+        for i, k in keys.items():
+            tokens[i] = cache[k].to(device=device, dtype=dtype)
         return tokens
 
     @staticmethod

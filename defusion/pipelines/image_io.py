@@ -9,7 +9,7 @@ from diffusers.image_processor import VaeImageProcessor
 from ..images import to_float_image
 
 OUTPUT_TYPES = ("pil", "np", "pt")
-_PROCESSOR = VaeImageProcessor(vae_scale_factor=1, do_resize=False, do_normalize=True)
+_IN_RANGE = VaeImageProcessor(vae_scale_factor=1, do_resize=False, do_normalize=False)  # outputs already in [0, 1]
 
 
 def as_image_list(image) -> list[np.ndarray]:
@@ -47,4 +47,7 @@ def postprocess(x, output_type: str):
     (diffusers' ``VaeImageProcessor.postprocess``; tensors come back on the CPU)."""
     if isinstance(x, list):
         return [postprocess(t[None], output_type)[0] for t in x]
-    return _PROCESSOR.postprocess(x.float().cpu(), output_type=output_type)
+    x = x.float().cpu()
+    x = x.mul(0.5) if x.requires_grad else x.mul_(0.5)  # [-1, 1] -> [0, 1] in place: no full-size copies of a
+    x = x.add_(0.5).clamp_(0, 1)  # large image (the pipelines pass their own result tensors)
+    return _IN_RANGE.postprocess(x, output_type=output_type)
