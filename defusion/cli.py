@@ -281,13 +281,25 @@ class _RestoreJob:
         return out.images[0], out.instructions[0], vi.image if vi is not None else None
 
 
+def _compact(img: np.ndarray) -> np.ndarray:
+    """An 8-bit image's pixels as uint8 (a quarter of the float copy's memory; the pipelines take either), other
+    images as they are."""
+    u8 = np.empty(img.shape, np.uint8)
+    for r in range(0, img.shape[0], 256):  # in strips: no full-size float temporaries
+        strip = img[r : r + 256]
+        u8[r : r + 256] = np.round(strip * 255)
+        if not np.array_equal(u8[r : r + 256].astype(np.float32) / 255.0, strip):
+            return img  # 16-bit or otherwise not 8-bit: keep the floats
+    return u8
+
+
 def _restore(args) -> int:
     """``defusion restore``: files, folders and globs, one model load, one progress bar over images and tiles."""
     import time
 
     from tqdm.auto import tqdm
 
-    from .images import load_image, make_grid, save_image, save_png
+    from .images import load_image, make_grid, save_image, save_png, to_float_image
 
     if args.tile is not None and args.tile < 0:
         raise ValueError(f"--tile must be 0 (no tiling) or a positive multiple of the model's downsampling, got {args.tile}")
@@ -316,13 +328,14 @@ def _restore(args) -> int:
             for k, (src, dst, cmp) in enumerate(t for t in todo if t[0] in plans):
                 inst, found, n = plans[src]
                 start, t0 = bar.n, time.perf_counter()
-                img = load_image(src)
+                img = _compact(load_image(src))
                 restored, label, ground = job.restore(img, inst)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 save_image(restored, dst)
                 bar.n = start + n  # exact even where a call counts differently
                 bar.refresh()
                 if cmp is not None:
+                    img = to_float_image(img)
                     panel = ground if ground is not None else np.full((64, 64, 3), 0.5, np.float32)
                     what = "restored for" if job.regression else "instruction"
                     grid = make_grid([img, panel, restored], ["input", f"{what}: {label}", "restored"],

@@ -250,3 +250,13 @@ def test_shipped_dfpir_small(tmp_path, capsys):
     noisy = D.parse("noise25").apply(smooth, np.random.default_rng(0))
     out = pipe(noisy, degradation="noise", output_type="np").images[0]
     assert psnr(out, smooth, None) > psnr(noisy, smooth, None) + 3
+
+
+def test_restore_holds_8_bit_pixels_as_uint8():
+    from defusion.cli import _compact
+
+    u8 = np.random.default_rng(0).integers(0, 256, (300, 20, 3), dtype=np.uint8)
+    exact = _compact(u8.astype(np.float32) / 255.0)
+    assert exact.dtype == np.uint8 and np.array_equal(exact, u8)
+    deep = np.random.default_rng(0).random((300, 20, 3)).astype(np.float32)  # 16-bit or composited: kept as floats
+    assert _compact(deep) is deep

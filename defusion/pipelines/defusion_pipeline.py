@@ -361,6 +361,8 @@ class DefusionPipeline(PackagedPipeline):
         with self.progress_bar(total=total) as bar:
             for shape, idx in groups.items():
                 x = to_model_batch([images[i] for i in idx], device, dtype)
+                for i in idx:
+                    images[i] = None  # the batch holds them now (a large image's float copy is 200 MB)
                 text = self._text_embeds(prompt_embeds, len(idx), device, dtype)
                 g = [gens[i] for i in idx]
                 scale = instruction_scale
