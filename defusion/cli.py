@@ -152,21 +152,38 @@ def _eval(args) -> int:
         for k, v in PRESETS.items():
             print(f"preset {k}: {','.join(v)}")
         return 0
-    if not args.method or not args.tasks:
-        print("defusion eval: --method and --tasks are required (or --list)", file=sys.stderr)
+    methods = [m.strip() for m in (args.compare or "").split(",") if m.strip()] or ([args.method] if args.method else [])
+    if args.method and args.compare:
+        print("defusion eval: give --method or --compare, not both", file=sys.stderr)
         return 2
-    result = evaluate(
-        args.method, args.tasks, args.data_root, out_dir=args.out, limit=args.limit, lpips=not args.no_lpips
-    )
-    from .eval import markdown_table
+    if not methods or not args.tasks:
+        print("defusion eval: --method (or --compare A,B,...) and --tasks are required (or --list)", file=sys.stderr)
+        return 2
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"--compare names a method twice: {args.compare}")
+    from .eval import load_method, markdown_table
 
-    if not result["tasks"]:
-        reasons = "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())
-        print(f"defusion eval: no task ran, nothing written (--data-root {args.data_root}): {reasons}", file=sys.stderr)
-        return 1
-    print(markdown_table({result["method"]: result}), end="")
+    loaded = {m: load_method(m) for m in methods}  # an unknown name fails before anything runs
+    results = {}
+    for m, fn in loaded.items():
+        out = None
+        if args.out:
+            out = Path(args.out) / Path(m).name if len(methods) > 1 else Path(args.out)
+        result = evaluate(fn, args.tasks, args.data_root, out_dir=out, limit=args.limit, lpips=not args.no_lpips,
+                          method_name=m)  # fmt: skip
+        if not result["tasks"]:
+            reasons = "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())
+            print(f"defusion eval: no task ran, nothing written (--data-root {args.data_root}): {reasons}", file=sys.stderr)
+            return 1
+        results[result["method"]] = result
+    table = markdown_table(results)
+    print(table, end="")
     if args.out:
-        print(f"wrote {args.out}/summary.json, summary.md, per_image.csv, gallery/")
+        if len(methods) > 1:
+            (Path(args.out) / "compare.md").write_text(table)
+            print(f"wrote {args.out}/compare.md and one folder per method (summary.json, summary.md, per_image.csv, gallery/)")
+        else:
+            print(f"wrote {args.out}/summary.json, summary.md, per_image.csv, gallery/")
     return 0
 
 
@@ -379,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     pe = sub.add_parser("eval", help="evaluate a method on test tasks with explicit conventions")
     pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list), a shipped model "
                     "(defusion-small, blind) or a pipeline folder")
+    pe.add_argument("--compare", default=None, metavar="A,B,...",
+                    help="several methods side by side (instead of --method): one table; --out gets a folder each")
     pe.add_argument("--tasks", help="comma-separated SET:degradation names and/or presets (aio3, aio5, defusion8, mixed6, noise, jpeg)")
     pe.add_argument("--data-root", default=os.environ.get("DEFUSION_DATA", "data"),
                     help="folder holding SET/gt (and SET/lq) folders, e.g. CBSD68/gt/*.png (default: $DEFUSION_DATA, else ./data)")

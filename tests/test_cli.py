@@ -81,6 +81,16 @@ def test_eval_command(tmp_path, capsys):
     assert main(["eval", "--method", "identity", "--tasks", "Nowhere:noise25", "--data-root", str(tmp_path / "data"),
                  "--out", str(tmp_path / "none"), "--no-lpips"]) == 1  # fmt: skip
     assert "no task ran" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    # several methods side by side: one table, a folder each, nothing run when one name is unknown
+    rc = main(["eval", "--compare", "identity,nlm-pca", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data"),
+               "--out", str(tmp_path / "cmp"), "--no-lpips"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "| Set:noise25 | identity | 2 |" in out and "| Set:noise25 | nlm-pca | 2 |" in out
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("| Set:noise25 |") == 2
+    assert (tmp_path / "cmp" / "identity" / "summary.json").is_file() and (tmp_path / "cmp" / "nlm-pca" / "per_image.csv").is_file()
+    assert main(["eval", "--compare", "identity,nope", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "cmp2")]) == 2 and not (tmp_path / "cmp2").exists()  # fmt: skip
+    assert main(["eval", "--method", "identity", "--compare", "nlm", "--tasks", "Set:noise25"]) == 2
 
 
 def test_restore_command(tmp_path, capsys):
