@@ -266,10 +266,10 @@ class _RestoreJob:
         if self.regression and self.told is None and self.pipe.needs_prompt:
             raise ValueError(f"{type(self.pipe.restorer).__name__} needs --instruction (names like rain, or auto)")
         if not self.regression:
-            self.pipe.num_evaluations(64, 64, None if self.blind else self.told, args.steps, args.self_ensemble,
-                                      tile_size=args.tile, tile_overlap=args.tile_overlap)  # checks them all
             if args.steps is not None and args.steps < 1:
                 raise ValueError(f"--steps must be a positive number of DDIM steps, got {args.steps}")
+            self.pipe.num_evaluations(64, 64, None if self.blind else self.told, args.steps, args.self_ensemble,
+                                      tile_size=args.tile, tile_overlap=args.tile_overlap)  # checks the rest
         else:
             self.pipe.num_evaluations(64, 64, tile_size=args.tile, tile_overlap=args.tile_overlap)
 

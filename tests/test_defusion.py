@@ -464,6 +464,8 @@ def test_instruction_tokens_are_cached_until_the_tokenizer_changes(pipe):
             p.add_(0.0)  # an in-place change (what an optimizer step does) invalidates the cache
         pipe.encode_instruction([inst], "cpu", torch.float32)
         assert calls == [1, 1]
+        pipe.encode_instruction([inst], "cpu", torch.float32)
+        assert calls == [1, 1]  # cached again under the new weights
         np.testing.assert_allclose(run(pipe, rand_img(20, 20), instruction=inst).images,
                                    run(pipe, rand_img(20, 20), instruction=inst).images)  # fmt: skip
     finally:

@@ -227,10 +227,13 @@ class DefusionPipeline(PackagedPipeline):
         tokens = torch.zeros(len(instructions), n, d, device=device, dtype=dtype)
         # tokens depend on the instruction and null images and the tokenizer's weights only: a folder restored with
         # one instruction tokenizes it once (the key changes when the weights are changed in place or replaced)
-        cache = self.__dict__.setdefault("_token_cache", {})
-        weights = (id(tok), tuple(p._version for p in tok.parameters()))
+        owner, cache = self.__dict__.get("_token_cache", (None, {}))
+        if owner is not tok:  # a replaced tokenizer starts an empty cache
+            cache = {}
+            self.__dict__["_token_cache"] = (tok, cache)
+        versions = tuple(p._version for p in tok.parameters())  # torch bumps these on every in-place update
         keys = {i: (hashlib.sha1(np.ascontiguousarray(inst.image).tobytes() + np.ascontiguousarray(inst.null).tobytes())
-                    .hexdigest(), weights) for i, inst in enumerate(instructions) if inst is not None}  # fmt: skip
+                    .hexdigest(), versions) for i, inst in enumerate(instructions) if inst is not None}  # fmt: skip
         missing = [i for i, k in keys.items() if k not in cache]
         if missing:
             res = tok.tokenize([instructions[i] for i in missing])

@@ -1,8 +1,10 @@
-"""What both defusion pipelines share about loading and saving.
+"""What both defusion pipelines share: loading, saving and progress reporting.
 
 * ``from_pretrained`` takes a saved folder, a hub id, or the name of a shipped model (``defusion.weights``), and
   says which pipeline class a folder holds when it is loaded with the wrong one.
 * ``save_pretrained`` writes folders that hold no machine-local path (no ``_name_or_path`` in any JSON).
+* ``report_progress(bar)`` sends a call's progress (one update per model evaluation) to the caller's bar, so a
+  command restoring many images shows one bar whose total ``num_evaluations`` predicts.
 * ``register_with_diffusers`` puts the pipeline classes into the ``diffusers`` namespace, where
   ``diffusers.DiffusionPipeline.from_pretrained(folder)`` looks a folder's ``_class_name`` up, so the generic
   loader returns a ``DefusionPipeline`` / ``RestorerPipeline`` once ``defusion.pipelines`` is imported.
