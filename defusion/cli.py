@@ -112,10 +112,12 @@ def _demo_model(model):
             raise ValueError(f"the demo restores with a DefusionPipeline; {model} holds a {kind.__name__} "
                              f"(try: defusion restore IMAGE -o OUT.png --model {model})")  # fmt: skip
         return model
-    shipped = [n for n in available() if n.startswith("defusion-small")]
+    from .weights import DEFAULT_MODEL
+
+    shipped = [n for n in available() if n.startswith("defusion-")]
     if not shipped:
         raise FileNotFoundError("no Defusion model is shipped with this install (defusion.weights.available() is empty)")
-    return "defusion-small" if "defusion-small" in shipped else shipped[0]
+    return DEFAULT_MODEL if DEFAULT_MODEL in shipped else shipped[0]
 
 
 def _demo_restore(sample, clean, path, model, seed):
@@ -142,15 +144,21 @@ def _demo_restore(sample, clean, path, model, seed):
 
 
 def _eval(args) -> int:
-    from .eval import PRESETS, evaluate, method_names
+    from .eval import PRESETS, discover_paired_sets, evaluate, load_plugin, method_names
 
+    for plugin in args.plugin:
+        load_plugin(plugin)
     if args.list:
-        from .weights import available
+        from .weights import DEFAULT_MODEL, available
 
         print("methods: " + ", ".join(method_names()))
-        print("shipped models: " + ", ".join(available()) + " (or any saved pipeline folder)")
+        print(f"shipped models: {', '.join(available())}, default (= {DEFAULT_MODEL}); any saved pipeline folder; "
+              "NAME:instructed for a pipeline told each task's degradations")
         for k, v in PRESETS.items():
             print(f"preset {k}: {','.join(v)}")
+        if Path(args.data_root).is_dir():
+            paired = discover_paired_sets(args.data_root)
+            print(f"paired sets in {args.data_root} (SET:paired): {', '.join(paired) or 'none'}")
         return 0
     methods = [m.strip() for m in (args.compare or "").split(",") if m.strip()] or ([args.method] if args.method else [])
     if args.method and args.compare:
@@ -394,25 +402,30 @@ def build_parser() -> argparse.ArgumentParser:
     pd.set_defaults(fn=_degrade)
 
     pe = sub.add_parser("eval", help="evaluate a method on test tasks with explicit conventions")
-    pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list), a shipped model "
-                    "(defusion-small, blind) or a pipeline folder")
+    pe.add_argument("--method", help="identity, nlm, bm3d, dcp, unsharp, wiener (see --list), default (the shipped "
+                    "default model, blind), a shipped model or a pipeline folder; NAME:instructed tells a pipeline "
+                    "each task's degradations")
     pe.add_argument("--compare", default=None, metavar="A,B,...",
                     help="several methods side by side (instead of --method): one table; --out gets a folder each")
-    pe.add_argument("--tasks", help="comma-separated SET:degradation names and/or presets (aio3, aio5, defusion8, mixed6, noise, jpeg)")
+    pe.add_argument("--tasks", help="comma-separated SET:degradation names (SET:paired for a real paired set) and/or presets "
+                    "(aio3, aio5, real, defusion8, mixed6, noise, jpeg; aio3-synth, aio5-synth: synthetic stand-ins)")
     pe.add_argument("--data-root", default=os.environ.get("DEFUSION_DATA", "data"),
                     help="folder holding SET/gt (and SET/lq) folders, e.g. CBSD68/gt/*.png (default: $DEFUSION_DATA, else ./data)")
     pe.add_argument("--out", default=None, help="output folder for CSV, JSON, markdown and galleries")
     pe.add_argument("--limit", type=int, default=None, help="first N images of each set (sorted by name)")
     pe.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    pe.add_argument("--list", action="store_true", help="print methods and presets")
+    pe.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                    help="register more methods from a file or module with a register() function, e.g. "
+                    "benchmarks/anchors.py for FFDNet (repeatable)")
+    pe.add_argument("--list", action="store_true", help="print methods, presets and the data root's paired sets")
     pe.set_defaults(fn=_eval)
 
     pr = sub.add_parser("restore", help="restore images (files, folders, globs) with a shipped model or a saved pipeline")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or globs ('photos/*.jpg')")
     pr.add_argument("-o", "--output", required=True,
                     help="output image (one input) or folder (several inputs: FOLDER/STEM.png)")
-    pr.add_argument("--model", default="defusion-small",
-                    help="a shipped model (defusion.weights.available(): defusion-small, dfpir-small) or a saved "
+    pr.add_argument("--model", default="default",
+                    help="default (the shipped default, defusion-small), a shipped model (defusion-small, dfpir-small) or a saved "
                          "DefusionPipeline / RestorerPipeline folder")
     pr.add_argument("--instruction", default="auto", help="auto (blind), none, or names like rain+noise")
     pr.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, see its card)")
@@ -441,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("serve", help="a web page to restore photos (offline; needs the web extra)")
     ps.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
     ps.add_argument("--port", type=int, default=7860)
-    ps.add_argument("--model", default="defusion-small", help="the page's default model: shipped name or folder")
+    ps.add_argument("--model", default=None, help="the page's default model: shipped name or folder (default: the shipped default)")
     ps.add_argument("--max-megapixels", type=float, default=12.0, help="larger uploads are refused")
     ps.add_argument("--quiet", action="store_true")
     ps.set_defaults(fn=_serve)
@@ -457,10 +470,11 @@ def _serve(args) -> int:
         raise ValueError('the web page needs Gradio: pip install -e ".[web]"') from None
     from .pipelines import pipeline_class
     from .web import serve
-    from .weights import resolve
+    from .weights import DEFAULT_MODEL, resolve
 
     if not 0 < args.port < 65536 or args.max_megapixels <= 0:
         raise ValueError("--port must be 1-65535 and --max-megapixels > 0")
+    args.model = DEFAULT_MODEL if args.model in (None, "default") else args.model
     pipeline_class(resolve(args.model))  # a missing or wrong model folder fails here, before the server starts
     serve(args.host, args.port, args.model, args.max_megapixels, quiet=args.quiet)
     return 0

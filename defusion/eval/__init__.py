@@ -6,7 +6,7 @@
 or ``defusion eval --method nlm --data-root ../shared/data --tasks aio3,LIVE1:jpeg10 --out results/nlm``.
 """
 
-from .methods import estimate_noise_sigma, load_method, method_names, register_method
+from .methods import estimate_noise_sigma, load_method, load_plugin, method_names, register_method
 from .runner import CONVENTION, evaluate, markdown_table
 from .tasks import PRESETS, Task, discover_paired_sets, iter_samples, parse_task, parse_tasks
 
@@ -19,6 +19,7 @@ __all__ = [
     "evaluate",
     "iter_samples",
     "load_method",
+    "load_plugin",
     "markdown_table",
     "method_names",
     "parse_task",

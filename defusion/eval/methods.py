@@ -15,7 +15,11 @@ Every method is *blind*: it sees only the degraded image, never the task's degra
 * any saved ``DefusionPipeline`` folder (a path holding ``model_index.json``): run blind (``instruction="auto"``)
   when the pipeline has a degradation identifier, else with no instruction; 4 DDIM steps, seed 0;
 * any saved ``RestorerPipeline`` folder (DFPIR, PromptIR, ...; ``dfpir-small`` ships): run blind
-  (``degradation="auto"``) when it has an identifier, else without a degradation (models that need one raise).
+  (``degradation="auto"``) when it has an identifier, else without a degradation (models that need one raise);
+* ``default``: the shipped default model (``defusion.weights.DEFAULT_MODEL``), blind;
+* ``NAME:instructed`` for any of these pipelines: told each task's degradations (``Task.degradation_names``:
+  ``rain+snow+noise`` for ``Kodak24:rain+snow+noise25``, ``haze`` for SOTS) instead of detecting them; the one
+  non-blind method, as a user who knows what is wrong with the photo would run it.
 
 More methods register with ``register_method(name, factory)``; a ``factory()`` returns a callable with an
 optional ``num_parameters`` attribute.
@@ -23,6 +27,7 @@ optional ``num_parameters`` attribute.
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 from typing import Callable
 
@@ -37,6 +42,29 @@ _METHODS: dict[str, Callable[[], MethodFn]] = {}
 
 def register_method(name: str, factory: Callable[[], MethodFn]) -> None:
     _METHODS[name] = factory
+
+
+def load_plugin(spec: str) -> list[str]:
+    """Import a Python file (``benchmarks/anchors.py``) or module (``mypkg.methods``) and call its ``register()``,
+    which registers more methods (the optional learned anchors live in such a file); returns what it registered."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(spec)
+    if spec.endswith(".py"):
+        if not path.is_file():
+            raise FileNotFoundError(f"plugin {spec}: no such file")
+        module_spec = importlib.util.spec_from_file_location(f"defusion_plugin_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(spec)
+    if not callable(getattr(module, "register", None)):
+        raise ValueError(f"plugin {spec} has no register() function")
+    before = set(_METHODS)
+    names = module.register()
+    return list(names) if names else sorted(set(_METHODS) - before)
 
 
 def method_names() -> list[str]:
@@ -65,9 +93,22 @@ class PipelineMethod:
         names = ("restorer",) if self.restorer else ("unet", "bridge", "adapter", "degradation_tokenizer")
         self.num_parameters = sum(p.numel() for n in names for p in getattr(self.pipe, n).parameters())
 
+    def for_task(self, task) -> "PipelineMethod":
+        """The method to run on ``task``: itself, or (``instruction="task"``) a copy told the task's degradations."""
+        if self.instruction != "task":
+            return self
+        names = task.degradation_names
+        if names is None:
+            raise ValueError(f"no known degradation for {task.name} to instruct with")
+        told = copy.copy(self)
+        told.instruction = names
+        return told
+
     def __call__(self, img: np.ndarray) -> np.ndarray:
         import torch
 
+        if self.instruction == "task":
+            raise ValueError("an instructed method runs per task: call method.for_task(task)(img)")
         if self.restorer:
             return self.pipe(img, degradation=self.instruction, output_type="np", tile_size=self.tile_size).images[0]
         out = self.pipe(img, instruction=self.instruction, num_inference_steps=self.steps, output_type="np",
@@ -83,14 +124,16 @@ def load_method(name: str) -> MethodFn:
         return _METHODS[name]()
     from pathlib import Path
 
-    from ..weights import available, resolve
+    from ..weights import DEFAULT_MODEL, available, resolve
 
-    if name in available():
-        name = str(resolve(name))
-    if (Path(name) / "model_index.json").is_file():
-        return PipelineMethod(name)
+    base, instructed = (name[: -len(":instructed")], True) if name.endswith(":instructed") else (name, False)
+    base = DEFAULT_MODEL if base == "default" else base
+    if base in available():
+        base = str(resolve(base))
+    if (Path(base) / "model_index.json").is_file():
+        return PipelineMethod(base, instruction="task" if instructed else "auto")
     raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}, shipped: "
-                     f"{', '.join(available())}, or a pipeline folder")  # fmt: skip
+                     f"{', '.join(available())} or default (each may end in :instructed), or a pipeline folder")  # fmt: skip
 
 
 def identity(img: np.ndarray) -> np.ndarray:

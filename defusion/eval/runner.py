@@ -51,14 +51,17 @@ def evaluate(
     gallery: int = 3,
     method_name: str | None = None,
     progress: bool = True,
+    on_image=None,
 ) -> dict:
     """Evaluate ``method`` (a registered name or a callable) on ``tasks`` (names, presets or ``Task``s).
 
     Returns the summary dict ``{task: {psnr, ssim, lpips, input_psnr, input_ssim, count, seconds_per_mp}}``
     and, with ``out_dir``, writes ``per_image.csv``, ``summary.json``, ``summary.md`` and
-    ``gallery/<task>.png`` (the ``gallery`` worst and best images by PSNR: input | output | target).
-    Tasks whose data is missing are skipped with a note in the summary; when every task is skipped, nothing is
-    written.
+    ``gallery/<task>.png`` (the ``gallery`` images with the smallest and the largest PSNR gain over the input:
+    input | output | target). ``limit``: the first N images of each set, or a dict ``{task name: N}``.
+    ``on_image(task, sample, restored, row)`` is called after each image (to keep outputs for a figure).
+    Tasks whose data is missing, or that the method cannot run (an instructed method on a set of unknown
+    degradation), are skipped with a note in the summary; when every task is skipped, nothing is written.
     """
     name = method_name or (method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__))
     fn = load_method(method) if isinstance(method, str) else method
@@ -67,15 +70,17 @@ def evaluate(
     out = Path(out_dir) if out_dir else None
     rows, summary, skipped = [], {}, {}
     for task in tasks:
+        n = limit.get(task.name) if isinstance(limit, dict) else limit
         try:
-            samples = list(iter_samples(task, data_root, limit))
-        except FileNotFoundError as e:
+            task_fn = fn.for_task(task) if hasattr(fn, "for_task") else fn
+            samples = list(iter_samples(task, data_root, n))
+        except (FileNotFoundError, ValueError) as e:
             skipped[task.name] = str(e)
             continue
         task_rows, shown = [], []
-        for s in tqdm(samples, desc=f"{name} {task.name}", disable=not progress, leave=False):
+        for s in tqdm(samples, desc=f"{name} {task.name}", disable=not progress, unit="image"):
             t0 = time.perf_counter()
-            restored = _run_method(fn, s.lq)
+            restored = _run_method(task_fn, s.lq)
             seconds = time.perf_counter() - t0
             row = {
                 "task": task.name,
@@ -90,7 +95,9 @@ def evaluate(
                 "spec": json.dumps(s.spec, sort_keys=True) if s.spec else "",
             }
             task_rows.append(row)
-            shown.append((row["psnr"], s.stem, s.lq, restored, s.gt))
+            if on_image is not None:
+                on_image(task, s, restored, row)
+            shown.append((row["psnr"] - row["input_psnr"], row["psnr"], s.stem, s.lq, restored, s.gt))
         rows += task_rows
         summary[task.name] = {
             "psnr": _mean(r["psnr"] for r in task_rows),
@@ -122,13 +129,18 @@ def evaluate(
     return result
 
 
+def gallery_picks(gains, k: int) -> list[int]:
+    """Indices of the ``k`` smallest and then the ``k`` largest ``gains`` (each once), smallest first."""
+    order = sorted(range(len(gains)), key=lambda i: gains[i])
+    return order[:k] + [i for i in order[-k:] if i not in order[:k]]
+
+
 def _write_gallery(shown, k: int, path: Path) -> None:
-    order = sorted(range(len(shown)), key=lambda i: shown[i][0])
-    picks = order[:k] + [i for i in order[-k:] if i not in order[:k]]
     images, labels = [], []
-    for score, stem, lq, restored, gt in (shown[i] for i in picks):
+    for i in gallery_picks([x[0] for x in shown], k):
+        gain, score, stem, lq, restored, gt = shown[i]
         images += [lq, restored, gt]
-        labels += [f"{stem} input", f"output {score:.2f} dB", "target"]
+        labels += [f"{stem} input", f"output {score:.2f} dB ({gain:+.2f})", "target"]
     save_png(make_grid(images, labels, cols=3, tile_height=192), path)
 
 

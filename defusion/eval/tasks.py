@@ -6,7 +6,8 @@ Task names are ``SET:degradation`` with an optional ``@severity``:
 * ``LIVE1:jpeg10``    JPEG quality 10 (OpenCV/libjpeg, 4:2:0 chroma) of the clean set;
 * ``Kodak24:rain``    any name string of the degradation registry, severity 0.5 unless ``@s`` is given
   (``Kodak24:rain@0.8``, ``Kodak24:rain+snow+noise25``);
-* ``Rain100L_sample:paired``  the set's own ``lq/`` inputs against ``gt/`` (real paired sets).
+* ``Rain100L:paired``  the set's own ``lq/`` inputs against ``gt/`` (any real paired set: ``SET/lq`` and ``SET/gt``
+  holding files with the same stems).
 
 Inputs are synthesised from the clean image with a per-image seed: ``crc32("SET/stem/degradation")``, so
 every run, machine and method sees the same pixels. Images are centre-cropped to a multiple of 16 before
@@ -28,26 +29,34 @@ from ..metrics import center_crop_multiple
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
-# The papers' protocol groups. Where the real test set is not in ../shared/data, a synthetic stand-in from
-# our registry on Kodak24 takes its place; the stand-ins are named, so no table can pass one for the other.
+# The papers' protocol groups on the real test sets they use. A set that is not in the data root is skipped
+# with a note in every table (GoPro here); a subset is named as such (SOTS_outdoor_sample: 2 of 500 pairs).
+# The "-synth" presets are synthetic stand-ins from our registry on Kodak24, named so that no table can pass
+# one for the other.
 PRESETS: dict[str, list[str]] = {
-    # PromptIR / DFPIR three-task setting: noise (CBSD68 at 15/25/50), rain (Rain100L), haze (SOTS outdoor)
+    # PromptIR / DFPIR / Perceive-IR / ClearAIR three-task setting: noise (CBSD68 at 15/25/50), rain (Rain100L
+    # test, 100 pairs), haze (SOTS outdoor)
     "aio3": [
         "CBSD68:noise15",
         "CBSD68:noise25",
         "CBSD68:noise50",
-        "Rain100L_sample:paired",
+        "Rain100L:paired",
         "SOTS_outdoor_sample:paired",
     ],
-    # DFPIR five-task setting: + motion blur (GoPro) and low light (LOL): neither set is available here
+    "aio3-synth": ["CBSD68:noise15", "CBSD68:noise25", "CBSD68:noise50", "Kodak24:rain", "Kodak24:haze"],
+    # the five-task setting: + motion blur (GoPro) and low light (LOL v1 eval15)
     "aio5": [
         "CBSD68:noise25",
-        "Rain100L_sample:paired",
+        "Rain100L:paired",
         "SOTS_outdoor_sample:paired",
-        "Kodak24:motion_blur",
-        "Kodak24:low_light",
+        "GoPro:paired",
+        "LOL_eval15:paired",
     ],
-    # Defusion Table 1: motion/defocus deblur, desnow, dehaze, raindrop, derain, real noise, JPEG (LIVE1)
+    "aio5-synth": ["CBSD68:noise25", "Kodak24:rain", "Kodak24:haze", "Kodak24:motion_blur", "Kodak24:low_light"],
+    # every real paired set: rain, haze, low light, underwater (EUVP: a 23-pair sample)
+    "real": ["Rain100L:paired", "SOTS_outdoor_sample:paired", "LOL_eval15:paired", "EUVP_sample:paired"],
+    # Defusion Table 1: motion/defocus deblur, desnow, dehaze, raindrop, derain, real noise, JPEG (LIVE1). Only
+    # LIVE1 is the paper's set; the other seven are synthetic stand-ins on Kodak24 (the paper's sets are absent).
     "defusion8": [
         "Kodak24:motion_blur",
         "Kodak24:defocus",
@@ -58,7 +67,7 @@ PRESETS: dict[str, list[str]] = {
         "Kodak24:poisson",
         "LIVE1:jpeg10",
     ],
-    # Defusion Table 3: rain, snow and noise (sigma 25) in all six orders
+    # Defusion Table 3: rain, snow and noise (sigma 25) in all six orders (synthetic in the paper too, on WED)
     "mixed6": [
         "Kodak24:rain+snow+noise25",
         "Kodak24:rain+noise25+snow",
@@ -72,6 +81,19 @@ PRESETS: dict[str, list[str]] = {
 }
 
 
+# What the real paired sets show, as registry names: the instruction a user would give for them.
+PAIRED_DEGRADATIONS = {
+    "Rain100L": "rain",
+    "Rain100L_sample": "rain",
+    "RainMFDNet_sample": "rain",
+    "SOTS_outdoor_sample": "haze",
+    "SOTS_outdoor": "haze",
+    "LOL_eval15": "low_light",
+    "EUVP_sample": "underwater",
+    "GoPro": "motion_blur",
+}
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # the full "SET:degradation[@severity]" string
@@ -82,6 +104,14 @@ class Task:
     @property
     def paired(self) -> bool:
         return self.degradation == "paired"
+
+    @property
+    def degradation_names(self) -> str | None:
+        """The task's degradations as registry names joined by "+" (``rain+snow+noise``): the instruction a user
+        would give. For a real paired set, what the set is known to show; None for a set we do not know."""
+        if self.paired:
+            return PAIRED_DEGRADATIONS.get(self.dataset)
+        return "+".join(step.name for step in D.parse(self.degradation, severity=self.severity).steps)
 
     def image_seed(self, stem: str) -> int:
         return zlib.crc32(f"{self.dataset}/{stem}/{self.degradation}".encode())
