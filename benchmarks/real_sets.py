@@ -187,7 +187,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def save_gallery(set_task: str, picks, kept: dict, path: Path) -> None:
+def save_gallery(picks, kept: dict, path: Path) -> None:
     images, labels = [], []
     for stem in picks:
         lq, gt = kept["input"][stem], kept["target"][stem]
@@ -263,7 +263,7 @@ def main(argv=None):
         gains = [kept["default"][k][2] for k in stems]
         picks = [stems[i] for i in gallery_picks(gains, 2)]
         path = out / f"{task.dataset}.jpg"
-        save_gallery(task.name, picks, kept, path)
+        save_gallery(picks, kept, path)
         galleries[task.dataset] = f"{out.name}/{path.name}"
     command = "python benchmarks/real_sets.py" + (" --quick" if args.quick else "") + (
         f" --methods {args.methods}" if len(chosen) != len(METHODS) else "") + (" --merge" if args.merge else "")
@@ -290,7 +290,9 @@ def main(argv=None):
     Path(f"{out}.json").write_text(json.dumps(result, indent=2))
     Path(f"{out}.md").write_text(markdown(result))
     print(markdown(result))
-    print(f"wrote {out}.md, {out}.json and {len(galleries)} galleries in {out}/")
+    written = "galleries kept from an earlier run" if prev is not None and galleries is prev["galleries"] else (
+        f"{len(galleries)} galleries in {out}/")
+    print(f"wrote {out}.md, {out}.json; {written}")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,13 @@ def test_missing_sets_are_skipped_with_a_note(data_root):
     assert "Kodak24:rain" in res["skipped"] and "CBSD68:rain" in res["tasks"]
 
 
+def test_broken_pairs_raise_instead_of_being_skipped(tmp_path, photo):
+    save_image(photo[:64, :64], tmp_path / "Bad" / "gt" / "a.png")
+    save_image(photo[:48, :64], tmp_path / "Bad" / "lq" / "a.png")
+    with pytest.raises(ValueError, match="differ in size"):
+        evaluate("identity", "Bad:paired", tmp_path, progress=False, lpips=False)
+
+
 def test_task_parsing_and_presets():
     t = parse_task("Kodak24:rain+snow+noise25@0.7")
     assert t.dataset == "Kodak24" and t.severity == 0.7 and t.spec("x").names == "rain+snow+noise"

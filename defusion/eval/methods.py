@@ -124,11 +124,10 @@ def load_method(name: str) -> MethodFn:
         return _METHODS[name]()
     from pathlib import Path
 
-    from ..weights import DEFAULT_MODEL, available, resolve
+    from ..weights import available, resolve
 
     base, instructed = (name[: -len(":instructed")], True) if name.endswith(":instructed") else (name, False)
-    base = DEFAULT_MODEL if base == "default" else base
-    if base in available():
+    if base in available() or base == "default":
         base = str(resolve(base))
     if (Path(base) / "model_index.json").is_file():
         return PipelineMethod(base, instruction="task" if instructed else "auto")

@@ -73,8 +73,12 @@ def evaluate(
         n = limit.get(task.name) if isinstance(limit, dict) else limit
         try:
             task_fn = fn.for_task(task) if hasattr(fn, "for_task") else fn
+        except ValueError as e:  # e.g. an instructed method on a set of unknown degradation
+            skipped[task.name] = str(e)
+            continue
+        try:
             samples = list(iter_samples(task, data_root, n))
-        except (FileNotFoundError, ValueError) as e:
+        except FileNotFoundError as e:  # data missing; broken data (lq and gt of other sizes) still raises
             skipped[task.name] = str(e)
             continue
         task_rows, shown = [], []
