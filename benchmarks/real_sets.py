@@ -157,7 +157,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(cell(m["tasks"].get(t)) for t in synth) + " |")
     lines += ["", "## Galleries", "",
               "Each real set's two images with the smallest and the two with the largest PSNR gain of the blind "
-              "default (rows), restored by the learned methods (columns); JPEG q90 for size."]  # fmt: skip
+              "default (rows), restored by the learned methods (columns); JPEG q90 for size. Made by "
+              f"`{result.get('gallery_command') or result['runs'][0]['command']}`; a row rerun after that run "
+              "(the commands above) may differ from its column in the galleries."]  # fmt: skip
     for name, path in result["galleries"].items():
         lines.append(f"* {name}: [{path}]({path})")
     lines += [
@@ -267,6 +269,7 @@ def main(argv=None):
         galleries[task.dataset] = f"{out.name}/{path.name}"
     command = "python benchmarks/real_sets.py" + (" --quick" if args.quick else "") + (
         f" --methods {args.methods}" if len(chosen) != len(METHODS) else "") + (" --merge" if args.merge else "")
+    gallery_command = command
     runs = [{"command": command, "minutes": (time.time() - t_start) / 60, "methods": [m for m, _, _ in chosen],
              "version": __version__}]  # fmt: skip
     if prev is not None:  # earlier rows stay unless rerun now; rows keep the order of METHODS
@@ -275,6 +278,7 @@ def main(argv=None):
         merged = {**prev["methods"], **methods}
         methods = {label: merged[label] for _, label, _ in METHODS if label in merged}
         counts = {**prev["counts"], **counts}
+        gallery_command = command if galleries else prev.get("gallery_command") or runs[0]["command"]
         galleries = galleries or prev["galleries"]
     result = {
         "runs": runs,
@@ -284,6 +288,7 @@ def main(argv=None):
         "counts": counts,
         "methods": methods,
         "galleries": galleries,
+        "gallery_command": gallery_command,
         "papers": {"aio3": PAPERS_AIO3, "aio5": PAPERS_AIO5, "defusion": PAPERS_DEFUSION},
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -282,3 +282,34 @@ def test_identifier_kind_thresholds(tmp_path):
         DegradationIdentifier(kinds=["noise"], channels=(8, 16), crop=32, kind_thresholds={"haze": 0.6})
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         DegradationIdentifier(channels=(8, 16), crop=32, kind_thresholds={"haze": 1.5})
+
+
+def test_identifier_scene_view():
+    import cv2
+
+    torch.manual_seed(0)
+    ident = DegradationIdentifier.from_preset("tiny").eval()
+    img = np.random.default_rng(1).random((70, 90, 3), dtype=np.float32)
+    c, (h, w) = ident.config.crop, img.shape[:2]
+    spots = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)]
+    views = [img[t : t + c, l : l + c] for t, l in spots] + [cv2.resize(img, (c, c), interpolation=cv2.INTER_AREA)]
+    with torch.no_grad():
+        logits, sev = ident(torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2) * 2 - 1)
+    probs = torch.sigmoid(logits)
+    p_crops, s_crops = ident.probabilities(img)
+    assert torch.allclose(p_crops, probs[:5].mean(0), atol=1e-6) and torch.allclose(s_crops, sev[:5].mean(0), atol=1e-6)
+    scene, branches = ["haze", "rain"], set()
+    for threshold in (0.0, float(probs[:5].amax(0).min()) + 1e-3, 1.0):
+        ident.register_to_config(scene_kinds=scene, threshold=threshold)
+        p, s = ident.probabilities(img)
+        for i, k in enumerate(ident.kinds):
+            # a scene kind takes the scene view where it is more confident and some crop reaches the threshold
+            use = k in scene and bool(probs[5, i] > p_crops[i]) and bool(probs[:5, i].max() >= threshold)
+            branches |= {use} if k in scene else set()
+            assert torch.isclose(p[i], probs[5, i] if use else p_crops[i], atol=1e-6)
+            assert torch.isclose(s[i], sev[5, i] if use else s_crops[i], atol=1e-6)
+    assert branches == {True, False}  # both ways were checked
+    ident.register_to_config(scene_kinds=scene, threshold=0.0)
+    assert {k for k, _, _ in ident.identify(img)} == set(ident.kinds)
+    with pytest.raises(ValueError, match="does not report"):
+        DegradationIdentifier(channels=(8, 16), crop=32, scene_kinds=["fog"])

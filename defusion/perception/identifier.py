@@ -30,17 +30,23 @@ class DegradationIdentifier(CompactWeightsMixin, ModelMixin, ConfigMixin, Preset
         false alarm costs a restoration more than a miss (``benchmarks/identifier_costs.py`` measures both).
     thresholds_given: thresholds that apply while another kind is reported ({kind: {other kind: probability}}),
         e.g. ``{"noise": {"haze": 0.55}}``: with noise found, haze needs 0.55. They can only raise a threshold.
+    scene_kinds: kinds also judged on the whole image shrunk to one crop (a scene view). A scene-wide degradation
+        such as haze shows at full strength only where the scene is deep; native crops of the sky or the ground
+        miss it and outvote the one that sees it. For these kinds the scene view counts instead of the crops' mean
+        where it is more confident and at least one crop reaches the kind's threshold on its own
+        (``benchmarks/identifier_scene.py`` chooses the kinds on held-out training images).
     """
 
     PRESETS = {"tiny": dict(channels=(8, 16), crop=32), "small": {}, "paper": dict(channels=(64, 128, 256, 384))}
 
     @register_to_config
     def __init__(self, kinds=None, channels=(32, 64, 128, 192), crop: int = 128, threshold: float = 0.5,
-                 kind_thresholds: dict | None = None, thresholds_given: dict | None = None):  # fmt: skip
+                 kind_thresholds: dict | None = None, thresholds_given: dict | None = None,
+                 scene_kinds: list | None = None):  # fmt: skip
         super().__init__()
         kinds = list(kinds or D.names())
         given = thresholds_given or {}
-        named = set(kind_thresholds or {}) | set(given) | {k for v in given.values() for k in v}
+        named = set(kind_thresholds or {}) | set(given) | {k for v in given.values() for k in v} | set(scene_kinds or ())
         if sorted(named - set(kinds)):
             raise ValueError(f"thresholds name kinds the identifier does not report: {sorted(named - set(kinds))}; "
                              f"it reports {kinds}")  # fmt: skip
@@ -75,22 +81,39 @@ class DegradationIdentifier(CompactWeightsMixin, ModelMixin, ConfigMixin, Preset
         return logits, torch.sigmoid(sev)
 
     @torch.no_grad()
-    def identify(self, image: np.ndarray, max_crops: int = 5) -> list[tuple[str, float, float]]:
-        """Float HWC RGB in [0, 1] -> [(kind, probability, severity)] for kinds above the threshold, most likely
-        first (an empty list: the image looks clean)."""
+    def probabilities(self, image: np.ndarray, max_crops: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float HWC RGB in [0, 1] -> (presence probability, severity), one value per kind: the mean over up to
+        ``max_crops`` native-resolution crops (centre, then corners), or for ``scene_kinds`` the scene view where
+        it is the more confident and a crop agrees."""
+        import cv2
+
         from ..images import check_image
 
         img = check_image(image, channels=(3,))
         c = self.config.crop
+        scene = cv2.resize(img, (c, c), interpolation=cv2.INTER_AREA) if self.config.scene_kinds else None
         h, w = img.shape[:2]
         if h < c or w < c:
             img = np.pad(img, ((0, max(0, c - h)), (0, max(0, c - w)), (0, 0)), mode="reflect" if h > 1 and w > 1 else "edge")
             h, w = img.shape[:2]
         spots = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)][:max_crops]
-        crops = np.stack([img[t : t + c, l : l + c] for t, l in spots])
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device, self.dtype) * 2 - 1
+        views = [img[t : t + c, l : l + c] for t, l in spots] + ([scene] if scene is not None else [])
+        x = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).to(self.device, self.dtype) * 2 - 1
         logits, sev = self(x)
-        p, s = torch.sigmoid(logits).mean(0).float().cpu(), sev.mean(0).float().cpu()
+        probs, sev = torch.sigmoid(logits).float().cpu(), sev.float().cpu()
+        n = len(spots)
+        p, s = probs[:n].mean(0), sev[:n].mean(0)
+        if scene is not None:
+            idx = torch.tensor([self.kinds.index(k) for k in self.config.scene_kinds])
+            thr = torch.tensor([self.threshold_of(k) for k in self.config.scene_kinds])
+            better = idx[(probs[n, idx] > p[idx]) & (probs[:n, idx].amax(0) >= thr)]
+            p[better], s[better] = probs[n, better], sev[n, better]
+        return p, s
+
+    def identify(self, image: np.ndarray, max_crops: int = 5) -> list[tuple[str, float, float]]:
+        """Float HWC RGB in [0, 1] -> [(kind, probability, severity)] for kinds above the threshold, most likely
+        first (an empty list: the image looks clean)."""
+        p, s = self.probabilities(image, max_crops)
         found = [(k, float(p[i]), float(s[i])) for i, k in enumerate(self.kinds) if p[i] >= self.threshold_of(k)]
         reported = {k for k, _, _ in found}
         for cond, raised in (self.config.thresholds_given or {}).items():
