@@ -2,6 +2,10 @@
 
     python benchmarks/blind_ab.py --model default --scene-kinds haze,underwater --baseline-scene-kinds none \\
         --tasks CBSD68:noise25,CBSD68:haze,Kodak24:haze
+    python benchmarks/blind_ab.py --model default --baseline-scene-kinds haze,underwater \\
+        --baseline-config '{"kind_thresholds": null}' --tasks Rain100L:paired,CBSD68:noise25
+
+``--config`` / ``--baseline-config`` set other identifier config values (JSON) for B / A on top of the model's.
 
 A blind restore depends on the image only through what the identifier finds, so the two settings (``B``, the
 candidate, against ``A``, the baseline) give the same output wherever their findings (kinds, probabilities and
@@ -37,6 +41,8 @@ def main(argv=None):
     p.add_argument("--tasks", required=True)
     p.add_argument("--scene-kinds", default="haze,underwater", help="candidate B's scene_kinds ('none': no scene view)")
     p.add_argument("--baseline-scene-kinds", default="none", help="baseline A's scene_kinds")
+    p.add_argument("--config", type=json.loads, default={}, help="B's other identifier config values (JSON)")
+    p.add_argument("--baseline-config", type=json.loads, default={}, help="A's other identifier config values (JSON)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -44,7 +50,12 @@ def main(argv=None):
     ident = method.pipe.identifier
     if ident is None:
         raise SystemExit(f"{args.model} has no identifier: it has no blind mode to compare")
-    settings = {"A": kinds_arg(args.baseline_scene_kinds), "B": kinds_arg(args.scene_kinds)}
+    unknown = sorted({*args.config, *args.baseline_config} - set(ident.config))
+    if unknown:
+        raise SystemExit(f"not identifier config keys: {unknown}; the keys are {sorted(ident.config)}")
+    shipped = {k: ident.config[k] for k in {*args.config, *args.baseline_config}}
+    settings = {"A": {**shipped, **args.baseline_config, "scene_kinds": kinds_arg(args.baseline_scene_kinds)},
+                "B": {**shipped, **args.config, "scene_kinds": kinds_arg(args.scene_kinds)}}  # fmt: skip
     rows = []
     for task in parse_tasks(args.tasks):
         n, changed = 0, []
@@ -52,22 +63,22 @@ def main(argv=None):
             n += 1
             rgb = np.repeat(sample.lq, 3, -1) if sample.lq.shape[-1] == 1 else sample.lq
             found = {}
-            for name, kinds in settings.items():
-                ident.register_to_config(scene_kinds=kinds)
+            for name, config in settings.items():
+                ident.register_to_config(**config)
                 found[name] = [(k, round(pr, 4), round(s, 4)) for k, pr, s in ident.identify(rgb)]
             if found["A"] == found["B"]:
                 continue
             scores = {}
-            for name, kinds in settings.items():
-                ident.register_to_config(scene_kinds=kinds)
+            for name, config in settings.items():
+                ident.register_to_config(**config)
                 scores[name] = psnr(_run_method(method, sample.lq), sample.gt, crop_multiple=None)
             changed.append({"image": sample.stem, "A": [k for k, _, _ in found["A"]], "B": [k for k, _, _ in found["B"]],
                             "psnr_A": scores["A"], "psnr_B": scores["B"]})  # fmt: skip
         delta = sum(c["psnr_B"] - c["psnr_A"] for c in changed) / max(1, n)
         rows.append({"task": task.name, "n": n, "changed": changed, "delta_mean_psnr": delta})
         print(f"{task.name}: {len(changed)} of {n} images change, mean PSNR {delta:+.3f} dB", flush=True)
-    ident.register_to_config(scene_kinds=settings["B"])
-    print(f"\n{args.model}, blind; A: scene_kinds={settings['A']}, B: scene_kinds={settings['B']}\n")
+    ident.register_to_config(**settings["B"])
+    print(f"\n{args.model}, blind; A: {json.dumps(settings['A'])}, B: {json.dumps(settings['B'])}\n")
     print("| task | images | changed | mean PSNR, B - A (all images) | changed images: A -> B (dB, found) |")
     print("|---|---:|---:|---:|---|")
     for r in rows:

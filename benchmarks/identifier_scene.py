@@ -42,17 +42,22 @@ def crop_and_scene(identifier: DegradationIdentifier, img: np.ndarray) -> tuple[
     return crops.numpy(), merged.numpy()
 
 
-def measure(identifier: DegradationIdentifier, files, seed: int = 0) -> dict:
-    """{kind: {hits_crops, hits_scene, n_hits, fa_crops, fa_scene, n_fa}} over the degraded and clean images."""
-    kinds, thr = identifier.kinds, np.array([identifier.threshold_of(k) for k in identifier.kinds])
-    views = []  # (true kind or None, crop probabilities, scene probabilities)
+def holdout_images(files, kinds, seed: int = 0):
+    """(true kind or None, image): each file clean, then degraded whole by each kind at each of ``SEVERITIES``."""
     for i, f in enumerate(files):
         img = load_image(f)
-        views.append((None, *crop_and_scene(identifier, img)))
+        yield None, img
         for j, kind in enumerate(kinds):
             for s in SEVERITIES:
                 rng = np.random.default_rng([seed, i, j, int(100 * s)])
-                views.append((kind, *crop_and_scene(identifier, D.get(kind).sample(rng, s).apply(img, rng))))
+                yield kind, D.get(kind).sample(rng, s).apply(img, rng)
+
+
+def measure(identifier: DegradationIdentifier, files, seed: int = 0) -> dict:
+    """{kind: {hits_crops, hits_scene, n_hits, fa_crops, fa_scene, n_fa}} over the degraded and clean images."""
+    kinds, thr = identifier.kinds, np.array([identifier.threshold_of(k) for k in identifier.kinds])
+    # (true kind or None, crop probabilities, scene probabilities)
+    views = [(kind, *crop_and_scene(identifier, img)) for kind, img in holdout_images(files, kinds, seed)]
     out = {}
     for j, kind in enumerate(kinds):
         pos = [(c[j], sc[j]) for k, c, sc in views if k == kind]

@@ -313,3 +313,35 @@ def test_identifier_scene_view():
     assert {k for k, _, _ in ident.identify(img)} == set(ident.kinds)
     with pytest.raises(ValueError, match="does not report"):
         DegradationIdentifier(channels=(8, 16), crop=32, scene_kinds=["fog"])
+
+
+def test_identifier_decide_and_threshold_sweep():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from identifier_thresholds import best, sweep
+
+    torch.manual_seed(0)
+    ident = DegradationIdentifier.from_preset("tiny").eval()
+    kinds = ident.kinds
+    img = np.random.default_rng(2).random((40, 40, 3), dtype=np.float32)
+    assert ident.decide(*ident.probabilities(img)) == ident.identify(img)
+    # three made-up views: rain at p 0.3 and at p 0.7, and an image without rain at p 0.4 (all other kinds 0)
+    views = []
+    for true, p_rain in (("rain", 0.3), ("rain", 0.7), (None, 0.4)):
+        p = torch.zeros(len(kinds))
+        p[kinds.index("rain")] = p_rain
+        views.append((true, p, torch.full((len(kinds),), 0.5)))
+    rows = sweep(ident, views, "rain", fa_cost=1.0, miss_cost=1.0, grid=(0.2, 0.35, 0.5, 0.8))
+    by = {r["threshold"]: r for r in rows}
+    assert [by[t]["hits"] for t in (0.2, 0.35, 0.5, 0.8)] == [2, 1, 1, 0]
+    assert [by[t]["false_alarms"] for t in (0.2, 0.35, 0.5, 0.8)] == [1, 1, 0, 0]
+    assert by[0.5]["cost"] == pytest.approx(1 / 3) and by[0.2]["cost"] == pytest.approx(1 / 3)
+    assert best(rows) == 0.5  # a tie keeps the higher threshold
+    assert best(sweep(ident, views, "rain", fa_cost=0.1, miss_cost=1.0, grid=(0.2, 0.5))) == 0.2  # misses dearer
+    assert ident.config.kind_thresholds is None  # the sweep leaves the config as it was
+    # a threshold given another kind still applies inside the sweep
+    views[1][1][kinds.index("noise")] = 0.9
+    ident.register_to_config(thresholds_given={"noise": {"rain": 0.9}})
+    assert sweep(ident, views, "rain", 1.0, 1.0, grid=(0.2,))[0]["hits"] == 1

@@ -65,7 +65,6 @@ class DegradationIdentifier(CompactWeightsMixin, ModelMixin, ConfigMixin, Preset
     def kinds(self) -> list[str]:
         return list(self.config.kinds or D.names())
 
-
     def threshold_of(self, kind: str) -> float:
         """The presence probability at or above which ``kind`` is reported."""
         return float((self.config.kind_thresholds or {}).get(kind, self.config.threshold))
@@ -113,7 +112,11 @@ class DegradationIdentifier(CompactWeightsMixin, ModelMixin, ConfigMixin, Preset
     def identify(self, image: np.ndarray, max_crops: int = 5) -> list[tuple[str, float, float]]:
         """Float HWC RGB in [0, 1] -> [(kind, probability, severity)] for kinds above the threshold, most likely
         first (an empty list: the image looks clean)."""
-        p, s = self.probabilities(image, max_crops)
+        return self.decide(*self.probabilities(image, max_crops))
+
+    def decide(self, p: torch.Tensor, s: torch.Tensor) -> list[tuple[str, float, float]]:
+        """The kinds ``identify`` reports for presence probabilities ``p`` and severities ``s`` (one per kind):
+        each at or above its threshold, then the ``thresholds_given`` of the kinds reported."""
         found = [(k, float(p[i]), float(s[i])) for i, k in enumerate(self.kinds) if p[i] >= self.threshold_of(k)]
         reported = {k for k, _, _ in found}
         for cond, raised in (self.config.thresholds_given or {}).items():
