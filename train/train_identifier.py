@@ -5,13 +5,18 @@
         ../shared/data/Train400_gray/gt --output_dir runs/identifier
 
 Each sample: a native-resolution crop of a clean image, 0-3 kinds (10 % clean), each at its own severity
-(uniform 0.1-1), applied in random order. Loss: BCE on presence + MSE on the severity of present kinds.
+(uniform 0.1-1), applied in random order. ``--jitter rain=0.5`` widens the appearance of the named kinds beyond
+what their severity maps to: every numeric parameter of a drawn spec is scaled by exp(N(0, 0.5)) (kept where the
+operator accepts the value; the severity label stays), so light real rain, sparser and fainter than severity 0.1
+draws, is in the training data. ``--pretrained`` fine-tunes a trained identifier (its config, thresholds
+included, is kept: choose them again after). Loss: BCE on presence + MSE on the severity of present kinds.
 Adam, cosine schedule, checkpoints + resume; reports held-out accuracy (exact kind set) and mean severity error.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,10 +36,39 @@ from defusion.perception import DegradationIdentifier, identifier_loss
 from defusion.training_utils import TrainHistory, require_batches, resolve_resume, save_checkpoint, step_of
 
 
+def jitter_spec(spec: D.Degradation, rng: np.random.Generator, sigma: float) -> D.Degradation:
+    """``spec`` with each numeric parameter scaled by exp(N(0, sigma)) (integers rounded), where the operator
+    accepts the new value; flags, tuples and zeros stay."""
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value == 0:
+            continue
+        new = value * float(np.exp(rng.normal(0.0, sigma)))
+        try:
+            spec = dataclasses.replace(spec, **{field.name: int(round(new)) if isinstance(value, int) else new})
+        except ValueError:
+            pass
+    return spec
+
+
+def parse_jitter(text: str | None, kinds) -> dict[str, float]:
+    """'rain=0.5,snow=0.3' -> {kind: sigma}, with the kinds checked against ``kinds``."""
+    out = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in kinds:
+            raise ValueError(f"--jitter takes KIND=SIGMA items with KIND in {list(kinds)}, got {item!r}")
+        out[name.strip()] = float(value)
+        if not 0 <= out[name.strip()] <= 2:
+            raise ValueError(f"--jitter sigma must be in [0, 2], got {item!r}")
+    return out
+
+
 class IdentifierDataset(Dataset):
-    def __init__(self, files, kinds, crop: int, seed: int, train: bool, p_clean: float = 0.1, max_mix: int = 3):
+    def __init__(self, files, kinds, crop: int, seed: int, train: bool, p_clean: float = 0.1, max_mix: int = 3,
+                 jitter: dict | None = None):  # fmt: skip
         self.files, self.kinds, self.crop, self.seed, self.train = files, kinds, crop, seed, train
-        self.p_clean, self.max_mix, self.epoch = p_clean, max_mix, 0
+        self.p_clean, self.max_mix, self.epoch, self.jitter = p_clean, max_mix, 0, dict(jitter or {})
 
     def __len__(self):
         return len(self.files)
@@ -49,7 +83,10 @@ class IdentifierDataset(Dataset):
             for j in rng.choice(len(self.kinds), size=k, replace=False):
                 s = float(rng.uniform(0.1, 1.0))
                 presence[j], severity[j] = 1.0, s
-                steps.append(D.get(self.kinds[j]).sample(rng, s))
+                spec = D.get(self.kinds[j]).sample(rng, s)
+                if self.kinds[j] in self.jitter:
+                    spec = jitter_spec(spec, rng, self.jitter[self.kinds[j]])
+                steps.append(spec)
             img = D.Compose(steps).apply(img, rng)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) * 2 - 1
         return x, torch.from_numpy(presence), torch.from_numpy(severity)
@@ -59,6 +96,8 @@ def parse_args(input_args=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clean_dirs", nargs="+", required=True)
     p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    p.add_argument("--pretrained", default=None, help="a trained identifier folder to fine-tune (instead of --preset)")
+    p.add_argument("--jitter", default=None, help="KIND=SIGMA,...: wider appearance of these kinds in training")
     p.add_argument("--output_dir", default="runs/identifier")
     p.add_argument("--val_holdout", type=int, default=20, help="last N images of the first folder, for validation")
     p.add_argument("--train_batch_size", type=int, default=32)
@@ -99,9 +138,12 @@ def main(args):
     val_files, train_files = files[-args.val_holdout :] if args.val_holdout else [], files[: -args.val_holdout or None]
     for d in args.clean_dirs[1:]:
         train_files += list_images(d)
-    model = DegradationIdentifier.from_preset(args.preset)
+    if args.pretrained:
+        model = DegradationIdentifier.from_pretrained(args.pretrained)
+    else:
+        model = DegradationIdentifier.from_preset(args.preset)
     kinds, crop = model.kinds, model.config.crop
-    train_ds = IdentifierDataset(train_files, kinds, crop, args.seed, True)
+    train_ds = IdentifierDataset(train_files, kinds, crop, args.seed, True, jitter=parse_jitter(args.jitter, kinds))
     require_batches(train_ds, args.train_batch_size, acc.num_processes)
     loader = DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
@@ -132,7 +174,7 @@ def main(args):
             opt.zero_grad(set_to_none=True)
             step += 1
             bar.update(1)
-            history.append({"step": step, "loss": float(loss), **{k: float(v) for k, v in logs.items()}})
+            history.append({"step": step, "loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}})
             done = step >= args.max_train_steps or (deadline is not None and time.time() > deadline)
             if step % args.checkpointing_steps == 0 or done:
                 save_checkpoint(acc, out, step, args.checkpoints_total_limit)
