@@ -71,3 +71,13 @@ def test_fine_tune_keeps_the_config(tmp_path, monkeypatch):
     assert metrics["steps"] == 3 and 0.0 <= metrics["val_exact_set_accuracy"] <= 1.0
     with pytest.raises(ValueError, match="--jitter"):
         main(parse_args(args[:3] + ["fog=1"] + args[4:]))
+
+
+def test_zero_steps_only_evaluates(tmp_path, monkeypatch):
+    monkeypatch.setattr("train_identifier.load_image", lambda f: np.asarray(Image.open(f), np.float32) / 255)
+    clean = _images(tmp_path / "clean")
+    DegradationIdentifier.from_preset("tiny").save_pretrained(tmp_path / "start")
+    hist = main(parse_args(["--pretrained", str(tmp_path / "start"), "--clean_dirs", str(clean), "--val_holdout", "2",
+                            "--max_train_steps", "0", "--train_batch_size", "2", "--cpu", "--output_dir", str(tmp_path / "out")]))  # fmt: skip
+    assert list(hist) == []
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["steps"] == 0

@@ -186,7 +186,8 @@ def main(args):
     if acc.is_main_process:
         final = acc.unwrap_model(model)
         metrics = evaluate(final, val_loader, acc.device) if val_loader is not None else {}
-        history[-1].update(metrics)
+        if history:  # no step run (``--max_train_steps 0``, or resumed at the end): only the evaluation
+            history[-1].update(metrics)
         final.save_pretrained(out / "identifier")
         (out / "metrics.json").write_text(json.dumps({"steps": step, **metrics}, indent=2))
         history.flush()
