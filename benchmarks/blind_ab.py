@@ -69,6 +69,7 @@ def main(argv=None):
         method.pipe.identifier = idents[name]
         idents[name].register_to_config(**settings[name])
         return idents[name]
+
     rows = []
     for task in parse_tasks(args.tasks):
         n, changed = 0, []

@@ -42,6 +42,21 @@ def crop_and_scene(identifier: DegradationIdentifier, img: np.ndarray) -> tuple[
     return crops.numpy(), merged.numpy()
 
 
+def add_holdout_args(p: argparse.ArgumentParser) -> None:
+    """The options of the scripts that measure an identifier on the held-out BSD400 images."""
+    p.add_argument("--model", default="default")
+    p.add_argument("--identifier", default=None, help="an identifier folder instead of the model's")
+    p.add_argument("--data-root", default="../shared/data")
+    p.add_argument("--holdout", type=int, default=20)
+
+
+def load_holdout(args) -> tuple[Path, DegradationIdentifier, list]:
+    """(identifier folder, identifier in eval mode, the last ``--holdout`` BSD400 files) for ``add_holdout_args``."""
+    path = Path(args.identifier) if args.identifier else Path(resolve(args.model)) / "identifier"
+    files = list_images(Path(args.data_root) / "BSD400" / "gt")[-args.holdout :]
+    return path, DegradationIdentifier.from_pretrained(path).eval(), files
+
+
 def holdout_images(files, kinds, seed: int = 0):
     """(true kind or None, image): each file clean, then degraded whole by each kind at each of ``SEVERITIES``."""
     for i, f in enumerate(files):
@@ -84,16 +99,11 @@ def choose(stats: dict, min_gain: float) -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="default")
-    p.add_argument("--identifier", default=None, help="an identifier folder instead of the model's")
-    p.add_argument("--data-root", default="../shared/data")
-    p.add_argument("--holdout", type=int, default=20)
+    add_holdout_args(p)
     p.add_argument("--min-gain", type=float, default=0.05)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    path = Path(args.identifier) if args.identifier else Path(resolve(args.model)) / "identifier"
-    identifier = DegradationIdentifier.from_pretrained(path).eval()
-    files = list_images(Path(args.data_root) / "BSD400" / "gt")[-args.holdout :]
+    path, identifier, files = load_holdout(args)
     stats = measure(identifier, files)
     print(f"identifier {path}; last {len(files)} BSD400 images, each kind at severities {SEVERITIES}\n")
     print("| kind | hits, crops | hits, + scene view | false alarms, crops | false alarms, + scene view |")

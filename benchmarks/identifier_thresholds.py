@@ -19,11 +19,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from identifier_scene import holdout_images
+from identifier_scene import add_holdout_args, holdout_images, load_holdout
 
-from defusion.data import list_images
 from defusion.perception import DegradationIdentifier
-from defusion.weights import resolve
 
 GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 
@@ -56,22 +54,17 @@ def best(rows) -> float:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="default")
-    p.add_argument("--identifier", default=None, help="an identifier folder instead of the model's")
-    p.add_argument("--data-root", default="../shared/data")
-    p.add_argument("--holdout", type=int, default=20)
+    add_holdout_args(p)
     p.add_argument("--kind", required=True)
     p.add_argument("--false-alarm-cost", type=float, required=True, help="PSNR (dB) a false alarm costs")
     p.add_argument("--miss-cost", type=float, required=True, help="PSNR (dB) a miss costs")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.false_alarm_cost < 0 or args.miss_cost < 0:
-        raise ValueError("costs are PSNR losses in dB, at least 0 (a negative cost: count it as 0)")
-    path = Path(args.identifier) if args.identifier else Path(resolve(args.model)) / "identifier"
-    identifier = DegradationIdentifier.from_pretrained(path).eval()
+        p.error("costs are PSNR losses in dB, at least 0 (a negative cost: count it as 0)")
+    path, identifier, files = load_holdout(args)
     if args.kind not in identifier.kinds:
-        raise ValueError(f"the identifier does not report {args.kind!r}; it reports {identifier.kinds}")
-    files = list_images(Path(args.data_root) / "BSD400" / "gt")[-args.holdout :]
+        p.error(f"the identifier does not report {args.kind!r}; it reports {identifier.kinds}")
     views = [(kind, *identifier.probabilities(img)) for kind, img in holdout_images(files, identifier.kinds)]
     rows = sweep(identifier, views, args.kind, args.false_alarm_cost, args.miss_cost)
     print(f"identifier {path}; last {len(files)} BSD400 images; {args.kind}: false alarm "

@@ -36,7 +36,7 @@ def test_jitter_widens_parameters_within_their_ranges():
     assert jitter_spec(noise, rng, 0.5).quantize is True  # flags stay
     assert parse_jitter("rain=0.5, snow=0.25", D.names()) == {"rain": 0.5, "snow": 0.25}
     assert parse_jitter(None, D.names()) == {}
-    for bad in ("fog=0.5", "rain", "rain=3"):
+    for bad in ("fog=0.5", "rain", "rain=3", "rain=lots"):
         with pytest.raises(ValueError, match="--jitter"):
             parse_jitter(bad, D.names())
 

@@ -55,12 +55,16 @@ def parse_jitter(text: str | None, kinds) -> dict[str, float]:
     """'rain=0.5,snow=0.3' -> {kind: sigma}, with the kinds checked against ``kinds``."""
     out = {}
     for item in filter(None, (t.strip() for t in (text or "").split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in kinds:
+        name, sep, value = (t.strip() for t in item.partition("="))
+        try:
+            sigma = float(value)
+        except ValueError:
+            sigma = None
+        if not sep or name not in kinds or sigma is None:
             raise ValueError(f"--jitter takes KIND=SIGMA items with KIND in {list(kinds)}, got {item!r}")
-        out[name.strip()] = float(value)
-        if not 0 <= out[name.strip()] <= 2:
+        if not 0 <= sigma <= 2:
             raise ValueError(f"--jitter sigma must be in [0, 2], got {item!r}")
+        out[name] = sigma
     return out
 
 
