@@ -78,7 +78,8 @@ def instruction_from_controls(mode: str, kinds=(), strength: float = 0.5, spec: 
 
 
 class ModelCache:
-    """Pipelines by name or folder, loaded once (fp32, progress bars on for the page), one restore at a time."""
+    """Pipelines by name or folder, loaded once (float32 weights, ``set_precision("auto")`` as ``defusion restore``;
+    progress bars on for the page), one restore at a time."""
 
     def __init__(self):
         self._pipes: dict[str, object] = {}
@@ -92,7 +93,7 @@ class ModelCache:
             from .weights import resolve
 
             folder = resolve(name)
-            self._pipes[name] = pipeline_class(folder).from_pretrained(folder, dtype=torch.float32)
+            self._pipes[name] = pipeline_class(folder).from_pretrained(folder, dtype=torch.float32).set_precision("auto")
         return self._pipes[name]
 
     def defaults(self, name: str) -> tuple[int, int]:

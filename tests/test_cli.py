@@ -126,6 +126,20 @@ def test_restore_command(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o6.png"), "--model", str(tmp_path / "pipe"),
                  "--self-ensemble", "3"]) == 2  # fmt: skip
     assert "self_ensemble must be" in capsys.readouterr().err and not (tmp_path / "o6.png").exists()
+    # --precision: float32 is what the pipeline computes by default; bf16 rounds the network's arithmetic
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / f"{precision}.png"), "--model",
+                     str(tmp_path / "pipe"), "--instruction", "noise", "--precision", precision]) == 0  # fmt: skip
+        outs[precision] = np.asarray(Image.open(tmp_path / f"{precision}.png"), np.int16)
+    pipe = DefusionPipeline.from_pretrained(tmp_path / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(np.asarray(Image.open(tmp_path / "in.png")), instruction="noise", generator=torch.Generator().manual_seed(0),
+               instruction_seed=0, output_type="np").images[0]  # fmt: skip
+    assert np.array_equal(outs["fp32"], np.round(ref * 255).astype(np.int16))
+    assert 0 < np.abs(outs["bf16"] - outs["fp32"]).max() <= 8
+    with pytest.raises(SystemExit):
+        main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o7.png"), "--precision", "fp16"])
 
 
 def test_restore_many_images_with_one_bar(tmp_path, capsys):

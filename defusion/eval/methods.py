@@ -73,10 +73,11 @@ def method_names() -> list[str]:
 
 class PipelineMethod:
     """A saved DefusionPipeline or RestorerPipeline as a blind method of the harness. ``instruction``: "auto",
-    degradation names or None (a DefusionPipeline's instruction, a RestorerPipeline's ``degradation``)."""
+    degradation names or None (a DefusionPipeline's instruction, a RestorerPipeline's ``degradation``);
+    ``precision``: the pipeline's ``set_precision`` (fp32 by default, so that numbers agree across machines)."""
 
     def __init__(self, folder, instruction="auto", steps: int | None = None, tile_size: int | None = 512,
-                 self_ensemble: bool | int | None = None):
+                 self_ensemble: bool | int | None = None, precision: str = "fp32"):
         import torch
 
         from ..pipelines import RestorerPipeline, pipeline_class
@@ -87,6 +88,7 @@ class PipelineMethod:
             raise ValueError("self_ensemble is a DefusionPipeline option; a RestorerPipeline runs one pass")
         self.pipe = cls.from_pretrained(folder, dtype=torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
+        self.pipe.set_precision(precision)
         blind = isinstance(instruction, str) and instruction.strip().lower() == "auto"
         self.instruction = None if blind and self.pipe.identifier is None else instruction
         self.steps, self.tile_size, self.self_ensemble = steps, tile_size, self_ensemble
@@ -117,22 +119,31 @@ class PipelineMethod:
         return out.images[0]
 
 
+METHOD_OPTIONS = ("instructed", "bf16")  # suffixes of a pipeline method's name: told each task's degradations,
+# bfloat16 arithmetic (PipelineMethod's precision)
+
+
 def load_method(name: str) -> MethodFn:
     """A method by registered name, a shipped model's name (``defusion-small``, ``dfpir-small``) or a saved
-    pipeline folder."""
+    pipeline folder, each optionally followed by ``:instructed`` and/or ``:bf16``."""
     if name in _METHODS:
         return _METHODS[name]()
     from pathlib import Path
 
     from ..weights import available, resolve
 
-    base, instructed = (name[: -len(":instructed")], True) if name.endswith(":instructed") else (name, False)
+    base, options = name, set()
+    while base.rsplit(":", 1)[-1] in METHOD_OPTIONS and ":" in base:
+        base, option = base.rsplit(":", 1)
+        options.add(option)
     if base in available() or base == "default":
         base = str(resolve(base))
     if (Path(base) / "model_index.json").is_file():
-        return PipelineMethod(base, instruction="task" if instructed else "auto")
+        return PipelineMethod(base, instruction="task" if "instructed" in options else "auto",
+                              precision="bf16" if "bf16" in options else "fp32")  # fmt: skip
     raise ValueError(f"unknown method {name!r}; registered: {', '.join(method_names())}, shipped: "
-                     f"{', '.join(available())} or default (each may end in :instructed), or a pipeline folder")  # fmt: skip
+                     f"{', '.join(available())} or default (each may end in :instructed and/or :bf16), or a pipeline "
+                     "folder")  # fmt: skip
 
 
 def identity(img: np.ndarray) -> np.ndarray:

@@ -79,6 +79,9 @@ class DefusionPipeline(PackagedPipeline):
     _exclude_from_cpu_offload = ["adapter"]  # its linears run inside unet.forward
     _optional_components = ["identifier", "text_encoder", "text_tokenizer"]
     _callback_tensor_inputs = ["latents"]
+    # set_precision("auto") may use bfloat16: defusion-small keeps PSNR within 0.03 dB on 13 synthetic and real
+    # tasks (benchmarks/results/precision_cpu.md)
+    auto_bf16 = True
     # pixels of reflected context padded around every image (defusion.tiling.pad_with_context): a flat image's
     # border band drops from 7 to 1 grey level (haze) with 16 (benchmarks/restore_profile.py --borders)
     context_border = 16
@@ -480,7 +483,9 @@ class DefusionPipeline(PackagedPipeline):
                 def denoise(pair, sched=scheds[v]):
                     lq_tile, y_tile = (p.contiguous(memory_format=memory) for p in pair)
                     bar.update(1)
-                    return denoiser(sched.scale_model_input(y_tile, t), t, lq_tile, tokens, text, scale)
+                    with self.autocast(device):  # set_precision: the state and the scheduler stay float32
+                        pred = denoiser(sched.scale_model_input(y_tile, t), t, lq_tile, tokens, text, scale)
+                    return pred.to(y_tile.dtype)
 
                 pred = tiled_apply(denoise, [lqs[v], ys[v]], tile, tile_overlap, multiple=m)
                 ys[v] = scheds[v].step(pred, t, ys[v], eta=eta, generator=gens[v]).prev_sample

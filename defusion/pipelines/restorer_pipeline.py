@@ -52,6 +52,9 @@ class RestorerPipeline(PackagedPipeline):
     # models reach further (global channel attention); dfpir-small's band on a flat hazy image drops from 15 to 1
     # grey level with 32 (benchmarks/restore_profile.py --borders)
     context_border = 32
+    # set_precision("auto") stays float32: dfpir-small's PSNR moves by -4.4 to +2.5 dB in bfloat16 (its channel
+    # attention; benchmarks/results/precision_cpu.md); "bf16" must be asked for
+    auto_bf16 = False
 
     def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None, semantic_encoder=None,
                  region_model=None, region_processor=None):  # fmt: skip
@@ -153,7 +156,9 @@ class RestorerPipeline(PackagedPipeline):
 
                 def run(tiles):
                     bar.update(1)
-                    return self.restorer(tiles[0], **kwargs, **dict(zip(spatial, tiles[1:])))
+                    with self.autocast(device):  # set_precision
+                        out = self.restorer(tiles[0], **kwargs, **dict(zip(spatial, tiles[1:])))
+                    return out.to(tiles[0].dtype)
 
                 out = crop_context(tiled_apply(run, [x, *tiled], tile, tile_overlap, multiple=m), offset, (h, w))
             for j, i in enumerate(idx):
