@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                     help="arithmetic of the restoring network: auto (default) uses bfloat16 where the processor "
                          "computes it natively (AMX or AVX512-BF16 CPUs, recent GPUs) and the model keeps its quality "
-                         "in it (Defusion models: 1.6 times as fast, PSNR within 0.03 dB), float32 elsewhere")
+                         "in it (Defusion models: 1.7 times as fast, PSNR within 0.03 dB), float32 elsewhere")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--self-ensemble", nargs="?", type=int, const=8, default=None, metavar="N",
                     help="average N (1, 2, 4, 8, 16 or 32; alone: 8) restorations of rotated/flipped/shifted copies: "
