@@ -9,12 +9,12 @@ from defusion import DefusionPipeline, RestorerPipeline
 from defusion.eval.methods import PipelineMethod, load_method
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    p = DefusionPipeline.from_preset("tiny")
-    p.set_progress_bar_config(disable=True)
-    return p
+@pytest.fixture
+def pipe(tiny_defusion):
+    """The shared tiny pipeline, left as found (float32, no warning remembered)."""
+    yield tiny_defusion
+    tiny_defusion.set_precision("fp32")
+    tiny_defusion.__dict__.pop("_warned_emulated", None)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,6 @@ def test_auto_uses_bf16_only_where_the_device_computes_it_natively(pipe, noisy, 
 
 def test_bf16_on_a_device_without_it_warns_once(pipe, noisy, monkeypatch, caplog):
     monkeypatch.setattr(loading, "native_bf16", lambda device: False)
-    pipe.__dict__.pop("_warned_emulated", None)
     with caplog.at_level("WARNING"):
         _restore(pipe, noisy, "bf16")
         _restore(pipe, noisy, "bf16")

@@ -52,8 +52,9 @@ class RestorerPipeline(PackagedPipeline):
     # models reach further (global channel attention); dfpir-small's band on a flat hazy image drops from 15 to 1
     # grey level with 32 (benchmarks/restore_profile.py --borders)
     context_border = 32
-    # set_precision("auto") stays float32: dfpir-small's PSNR moves by -4.4 to +2.5 dB in bfloat16 (its channel
-    # attention; benchmarks/results/precision_cpu.md); "bf16" must be asked for
+    # set_precision("auto") stays float32: dfpir-small's PSNR moves by -4.4 to +2.5 dB in bfloat16
+    # (benchmarks/results/precision_cpu.md; its channel attention computed in float32 did not help, the cause is
+    # not known); "bf16" must be asked for
     auto_bf16 = False
 
     def __init__(self, restorer: ModelMixin, identifier: DegradationIdentifier | None = None, semantic_encoder=None,
