@@ -308,3 +308,23 @@ def test_real_sets_merge_reruns_one_row(tmp_path, photo):
     rerun, before = (m["methods"]["dark channel prior"]["tasks"]["SOTS_outdoor_sample:paired"] for m in (merged, first))
     assert (rerun["psnr"], rerun["ssim"], rerun["count"]) == (before["psnr"], before["ssim"], before["count"])
     assert "--methods dcp --merge" in Path(f"{out}.md").read_text()
+
+
+def test_holdout_compare_uses_only_the_held_out_images(tmp_path, photo, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import holdout_compare
+
+    gt = tmp_path / "BSD400" / "gt"
+    gt.mkdir(parents=True)
+    for i in range(4):  # the last two by name are held out
+        save_image(np.ascontiguousarray(photo[:32, :32] * (0.5 + 0.1 * i)), gt / f"img{i}.png")
+    args = ["--data-root", str(tmp_path), "--holdout", "2", "--compare", "identity,unsharp", "--out", str(tmp_path / "o")]
+    assert holdout_compare.main(args + ["--tasks", "noise25,low_light@1"]) == 0
+    table = capsys.readouterr().out
+    assert "BSD400val:noise25" in table and "BSD400val:low_light@1" in table
+    per_image = (tmp_path / "o" / "identity" / "per_image.csv").read_text()
+    assert "img2" in per_image and "img3" in per_image and "img0" not in per_image and "img1" not in per_image
+    with pytest.raises(SystemExit):
+        holdout_compare.main(args + ["--tasks", "CBSD68:noise25"])  # a test set is refused
