@@ -29,6 +29,8 @@ from defusion.weights import resolve
 
 def holdout_root(data_root: str, n: int, out: Path) -> Path:
     """A data root whose ``BSD400val/gt`` links to the last ``n`` BSD400 images (sorted by name)."""
+    if n < 1:  # images[-0:] would be every image, the training ones included
+        raise ValueError(f"--holdout must be at least 1, got {n}")
     src = Path(data_root) / "BSD400" / "gt"
     images = sorted(p for p in src.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
     if len(images) < n:

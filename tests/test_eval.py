@@ -328,3 +328,5 @@ def test_holdout_compare_uses_only_the_held_out_images(tmp_path, photo, capsys):
     assert "img2" in per_image and "img3" in per_image and "img0" not in per_image and "img1" not in per_image
     with pytest.raises(SystemExit):
         holdout_compare.main(args + ["--tasks", "CBSD68:noise25"])  # a test set is refused
+    with pytest.raises(ValueError, match="at least 1"):  # 0 would mean every image, training ones included
+        holdout_compare.main(["--data-root", str(tmp_path), "--holdout", "0", "--compare", "identity", "--tasks", "noise25"])
