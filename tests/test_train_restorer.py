@@ -138,3 +138,32 @@ def test_export_a_restorer_pipeline_compact_or_fp16(tmp_path):
     (tmp_path / "odd" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     with pytest.raises(ValueError, match="StableDiffusionPipeline"):
         pipeline_class(tmp_path / "odd")
+
+
+def test_export_blends_two_pipelines_weight_by_weight(tmp_path):
+    import torch
+
+    from defusion import RestorerPipeline
+    from export_pipeline import blend_pipelines
+    from export_pipeline import main as export
+
+    torch.manual_seed(0)
+    a, b = RestorerPipeline.from_preset("dfpir", "tiny"), RestorerPipeline.from_preset("dfpir", "tiny")
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    export(["--pipeline", str(tmp_path / "a"), "--blend_with", str(tmp_path / "b"), "--blend", "0.25",
+            "--storage", "fp16", "--out", str(tmp_path / "out")])  # fmt: skip
+    got = RestorerPipeline.from_pretrained(tmp_path / "out", dtype=torch.float32).restorer.state_dict()
+    wa, wb = a.restorer.state_dict(), b.restorer.state_dict()
+    key = next(k for k in wa if wa[k].is_floating_point() and not torch.equal(wa[k], wb[k]))
+    torch.testing.assert_close(got[key], (0.25 * wa[key] + 0.75 * wb[key]).half().float())
+    report = json.loads((tmp_path / "out" / "export_check.json").read_text())
+    assert report["blend"]["t"] == 0.25 and "restorer" in report["blend"]["components"]
+    same = RestorerPipeline.from_pretrained(tmp_path / "a", dtype=torch.float32)
+    blend_pipelines(same, RestorerPipeline.from_pretrained(tmp_path / "b", dtype=torch.float32), 1.0)
+    assert all(torch.equal(v, wa[k]) for k, v in same.restorer.state_dict().items())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        blend_pipelines(same, b, 1.5)
+    with pytest.raises(SystemExit):
+        export(["--pipeline", str(tmp_path / "a"), "--blend", "0.5", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
