@@ -330,3 +330,28 @@ def test_holdout_compare_uses_only_the_held_out_images(tmp_path, photo, capsys):
         holdout_compare.main(args + ["--tasks", "CBSD68:noise25"])  # a test set is refused
     with pytest.raises(ValueError, match="at least 1"):  # 0 would mean every image, training ones included
         holdout_compare.main(["--data-root", str(tmp_path), "--holdout", "0", "--compare", "identity", "--tasks", "noise25"])
+
+
+def test_low_light_stats_reads_a_real_dark_set_beside_the_synthetic_one(tmp_path, photo, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import low_light_stats
+
+    gt = photo[:64, :64]
+    stats = low_light_stats.pair_stats(np.ascontiguousarray(gt * 0.25), gt)  # a pure exposure change
+    assert stats["brightness"] == pytest.approx(0.25, rel=1e-3) and np.allclose(stats["balance"], 1, atol=1e-3)
+    assert stats["sigma_lq"] == pytest.approx(stats["sigma_gt"], abs=0.5)
+    for sub in ("LOLx/lq", "LOLx/gt", "BSD400/gt"):
+        (tmp_path / sub).mkdir(parents=True)
+    save_image(np.ascontiguousarray(gt * 0.2), tmp_path / "LOLx" / "lq" / "1.png")
+    save_image(gt, tmp_path / "LOLx" / "gt" / "1.png")
+    for i in range(3):
+        save_image(np.ascontiguousarray(photo[:48, i * 48:(i + 1) * 48]), tmp_path / "BSD400" / "gt" / f"{i}.png")
+    low_light_stats.main(["--data-root", str(tmp_path), "--real", "LOLx", "--severities", "0.2,1", "--holdout", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| LOLx (real) | 1 |") and "low_light@0.2" in lines[3] and "@1 " in lines[4]
+    darker = [float(line.split("|")[3]) for line in lines[3:5]]
+    assert darker[0] > darker[1]  # severity 1 is darker than 0.2
+    with pytest.raises(SystemExit, match="lq/ and gt/"):
+        low_light_stats.main(["--data-root", str(tmp_path), "--real", "nothing"])
