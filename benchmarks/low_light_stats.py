@@ -23,6 +23,8 @@ from defusion.noise_level import estimate_noise_sigma
 
 def pair_stats(lq: np.ndarray, gt: np.ndarray) -> dict:
     """Brightness ratio, gain-matched noise sigma (8-bit units) of lq and gt, channel balance lq / gt (RGB)."""
+    if lq.shape != gt.shape or lq.ndim != 3 or lq.shape[-1] != 3:
+        raise ValueError(f"needs two RGB images of one size, got {lq.shape} and {gt.shape}")
     g, q = gt.reshape(-1, 3).mean(0), lq.reshape(-1, 3).mean(0)
     matched = np.clip(lq * (g.mean() / max(q.mean(), 1e-4)), 0, 1)
     return {"brightness": q.mean() / max(g.mean(), 1e-4), "sigma_lq": 255 * estimate_noise_sigma(matched, "pca"),

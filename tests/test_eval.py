@@ -342,6 +342,8 @@ def test_low_light_stats_reads_a_real_dark_set_beside_the_synthetic_one(tmp_path
     stats = low_light_stats.pair_stats(np.ascontiguousarray(gt * 0.25), gt)  # a pure exposure change
     assert stats["brightness"] == pytest.approx(0.25, rel=1e-3) and np.allclose(stats["balance"], 1, atol=1e-3)
     assert stats["sigma_lq"] == pytest.approx(stats["sigma_gt"], abs=0.5)
+    with pytest.raises(ValueError, match="RGB"):
+        low_light_stats.pair_stats(gt[..., 0], gt[..., 0])
     for sub in ("LOLx/lq", "LOLx/gt", "BSD400/gt"):
         (tmp_path / sub).mkdir(parents=True)
     save_image(np.ascontiguousarray(gt * 0.2), tmp_path / "LOLx" / "lq" / "1.png")
