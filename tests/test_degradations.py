@@ -138,6 +138,9 @@ def test_parse_names_and_values():
     assert D.parse("motion-blur").name == "motion_blur"
     assert D.parse(["haze", D.GaussianNoise(sigma=5)]).names == "haze+noise"
     assert D.parse("rain", severity=0.2) == D.Rain.sample(0, 0.2)
+    # low light's number is its noise; the darkness still follows the severity (a dark, nearly clean photo)
+    clean_dark, noisy_dark = D.parse("low_light0.5", severity=1), D.parse("low_light", severity=1)
+    assert (clean_dark.noise, noisy_dark.noise) == (0.5, 12.0) and clean_dark.exposure == noisy_dark.exposure == 0.12
 
 
 @pytest.mark.parametrize("bad", ["rainn", "rain+", "", "noise+smog", "rain!"])

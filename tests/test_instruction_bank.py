@@ -38,6 +38,29 @@ def test_sample_severity_ranges():
         D.sample(0, ["jpeg"], 1, 1.0, {"fog_of_war": (0.1, 1.0)})
 
 
+def test_sample_params_draw_apart_from_severity():
+    # low light's noise drawn log-uniformly whatever the darkness; the rest of the spec follows the severity
+    draw = {"lowlight": {"noise": (0.1, 12.0, "log")}}
+    specs = [D.sample(i, ["low_light"], 1, 1.0, 1.0, params=draw) for i in range(300)]
+    noise = np.array([s.noise for s in specs])
+    assert all(s.exposure == 0.12 and s.gamma == 2.2 for s in specs)
+    assert noise.min() >= 0.1 and noise.max() <= 12.0 and 0.6 < np.median(noise) < 2.0  # log-uniform: median 1.1
+    assert (noise < 0.5).mean() > 0.2 and (noise > 6).mean() > 0.05
+    assert D.sample(7, ["low_light"], 1, 1.0, params=draw) == D.sample(7, ["low_light"], 1, 1.0, params=draw)
+    flat = [D.sample(i, ["low_light"], 1, 1.0, 1.0, params={"low_light": {"noise": (2, 4, "uniform")}}).noise for i in range(50)]
+    assert 2 <= min(flat) and max(flat) <= 4 and max(flat) - min(flat) > 1
+    # kinds without a draw, and no params at all, keep their exact severity draws
+    assert [D.sample(i, ["noise", "rain"], 1, 1.0, params=draw) for i in range(20)] == [D.sample(i, ["noise", "rain"], 1, 1.0) for i in range(20)]
+    for bad, match in [({"low_light": {"colour": (0, 1, "uniform")}}, "no number parameter"),
+                       ({"low_light": {"noise": (3, 1, "uniform")}}, "lo <= hi"),
+                       ({"low_light": {"noise": (0, 1, "log")}}, "lo > 0"),
+                       ({"low_light": {"noise": (1, 2, "cubic")}}, "scale"),
+                       ({"low_light": {"noise": (1, 500, "uniform")}}, "noise must be in"),
+                       ({"fog_of_war": {"noise": (1, 2, "uniform")}}, "unknown")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            D.sample(0, ["low_light"], params=bad)
+
+
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
     torch.manual_seed(0)

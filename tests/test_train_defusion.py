@@ -219,6 +219,19 @@ def test_severity_ranges_reach_the_bank(clean_dir, tmp_path):
             parse_args(base(clean_dir, tmp_path / "bad", 1, "--kinds", "noise,jpeg", "--severity", bad))
 
 
+def test_params_reach_the_bank(clean_dir, tmp_path):
+    extra = ["--val_holdout", "0", "--kinds", "low_light,noise", "--severity", "low_light=1",
+             "--params", "low_light.noise=0.1:2:log", "--instruction_bank", "12", "--ground_cache", "2"]  # fmt: skip
+    main(parse_args(base(clean_dir, tmp_path, 1, *extra)))
+    specs = json.loads((tmp_path / "instruction_bank" / "specs.json").read_text())
+    dark = [s for spec in specs for s in spec.get("steps", [spec]) if s["name"] == "low_light"]
+    assert dark and all(0.1 <= s["noise"] <= 2 and s["exposure"] == 0.12 for s in dark)
+    for bad in ["low_light.noise=2:0.1", "low_light.noise=0:1:log", "low_light.foo=0:1", "rain.length=5:9",
+                "low_light=0:1", "low_light.noise=a:b", "low_light.noise=1"]:  # fmt: skip
+        with pytest.raises(SystemExit):  # rejected by the argument parser, before any model is built
+            parse_args(base(clean_dir, tmp_path / "bad", 1, "--kinds", "low_light,noise", "--params", bad))
+
+
 def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "none"))

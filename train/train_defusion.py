@@ -113,6 +113,9 @@ def parse_args(input_args=None):
     g.add_argument("--kind_weights", default=None, help="e.g. noise=4,jpeg=2: more frequent kinds (others 1)")
     g.add_argument("--severity", default=None,
                    help="per-kind severity ranges, e.g. jpeg=0.5:1 (quality 55..10); other kinds: uniform in [0.1, 1]")
+    g.add_argument("--params", default=None,
+                   help="parameters drawn apart from the severity, KIND.FIELD=LO:HI[:log], comma-separated; e.g. "
+                        "low_light.noise=0.1:12:log: dark photos from clean to noisy at every darkness")  # fmt: skip
     g.add_argument("--max_mix", type=int, default=1, help="up to this many kinds mixed in one sample")
     g.add_argument("--p_single", type=float, default=1.0, help="probability of a single kind when max_mix > 1")
     g.add_argument("--resolution", type=int, default=256, help="training crop size")
@@ -226,6 +229,7 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
     try:
         parse_severity(args)  # bad kinds or ranges fail here
+        parse_params(args)
     except ValueError as e:
         p.error(str(e))
 
@@ -266,13 +270,38 @@ def parse_severity(args) -> dict | None:
     return ranges
 
 
+def parse_params(args) -> dict | None:
+    """--params "low_light.noise=0.1:12:log" -> {"low_light": {"noise": (0.1, 12.0, "log")}} for
+    ``degradations.sample`` (the kinds must be in --kinds)."""
+    if not args.params:
+        return None
+    kinds, _ = parse_kinds(args)
+    out = {}
+    for part in args.params.split(","):
+        key, _, value = part.partition("=")
+        kind, _, field = key.strip().partition(".")
+        bounds = value.split(":")
+        if not field or len(bounds) not in (2, 3):
+            raise ValueError(f"--params takes KIND.FIELD=LO:HI[:log], got {part!r}")
+        try:
+            draw = (float(bounds[0]), float(bounds[1]), bounds[2] if len(bounds) == 3 else "uniform")
+        except ValueError:
+            raise ValueError(f"--params takes KIND.FIELD=LO:HI[:log], got {part!r}") from None
+        name = D.get(kind.strip()).name
+        if name not in kinds:
+            raise ValueError(f"--params names {name!r}, which is not in --kinds {kinds}")
+        out.setdefault(name, {})[field.strip()] = draw
+    return D.check_params(out)
+
+
 def make_instruction_bank(args, tokenizer) -> InstructionBank:
     """The --instruction_bank instructions of this run's mixture, tokenized (also prebuilt by device_campaign.py)."""
     kinds, weights = parse_kinds(args)
     degradation = args.degradation if args.train_dir else None
     return InstructionBank.build(tokenizer, args.instruction_bank, kinds, args.max_mix, args.p_single, weights,
                                  severity=parse_severity(args), seed=args.seed, ground=args.ground,
-                                 ground_cache=args.ground_cache or 256, progress=True, degradation=degradation)  # fmt: skip
+                                 ground_cache=args.ground_cache or 256, progress=True, degradation=degradation,
+                                 params=parse_params(args))  # fmt: skip
 
 
 def build_instruction_bank(args, tokenizer, out: Path, accelerator) -> InstructionBank:
@@ -293,7 +322,7 @@ def build_datasets(args, instruction_size: int, bank=None):
     common = dict(crop=args.resolution, instruction_size=instruction_size, ground=args.ground, seed=args.seed,
                   ground_cache=args.ground_cache)  # fmt: skip
     synthetic = dict(kinds=kinds, max_mix=args.max_mix, p_single=args.p_single, severity=parse_severity(args),
-                     kind_weights=weights, p_mismatch=args.p_mismatch)  # fmt: skip
+                     kind_weights=weights, p_mismatch=args.p_mismatch, params=parse_params(args))  # fmt: skip
     clean = [(d, None) for d in args.clean_dirs]
     paired = [(path, deg) for path, _, deg in (s.rpartition(":") for s in args.paired)]
     if any(not path for path, _ in paired):

@@ -62,9 +62,9 @@ class InstructionBank:
     @torch.no_grad()
     def build(cls, tokenizer, num: int, kinds=None, max_mix: int = 1, p_single: float = 1.0, weights=None,
               severity=None, seed: int = 0, ground: str = "pool", ground_cache: int = 256, batch_size: int = 32,
-              progress: bool = False, degradation: str | None = None) -> "InstructionBank":  # fmt: skip
-        """Draw ``num`` specs with ``degradations.sample`` (or ``degradations.sample_named(degradation)``) and
-        tokenize their instructions."""
+              progress: bool = False, degradation: str | None = None, params=None) -> "InstructionBank":  # fmt: skip
+        """Draw ``num`` specs with ``degradations.sample`` (``params``: its parameter draws; or
+        ``degradations.sample_named(degradation)``) and tokenize their instructions."""
         if num < 1:
             raise ValueError(f"num must be >= 1, got {num}")
         size = max(64, tokenizer.config.input_size)
@@ -72,7 +72,7 @@ class InstructionBank:
         if degradation is not None:
             specs = [D.sample_named(degradation, rng) for _ in range(num)]
         else:
-            specs = [D.sample(rng, kinds, max_mix, p_single, severity, weights) for _ in range(num)]
+            specs = [D.sample(rng, kinds, max_mix, p_single, severity, weights, params) for _ in range(num)]
         device = next(tokenizer.parameters()).device
         out = []
         starts = range(0, num, batch_size)

@@ -142,12 +142,14 @@ class SyntheticDegradationDataset(_RestorationBase):
             input itself (an instruction that does not match leaves the image alone). ``mismatch`` flags them.
         degradation: a name string such as ``"jpeg15+noise10"``: every item is degraded by it
             (``degradations.sample_named``) instead of a spec drawn from ``kinds``.
+        params: parameters drawn apart from the severity, e.g. ``{"low_light": {"noise": (0.1, 12, "log")}}``
+            (see ``degradations.sample``).
     """
 
     def __init__(self, source, kinds=None, crop: int = 256, train: bool = True, seed: int = 0, max_mix: int = 1,
                  p_single: float = 1.0, severity=None, instruction_size: int = 224, ground: str = "pool",
                  instruction: bool = True, ground_cache: int = 0, kind_weights=None, bank_specs=None,
-                 p_mismatch: float = 0.0, degradation: str | None = None):  # fmt: skip
+                 p_mismatch: float = 0.0, degradation: str | None = None, params=None):  # fmt: skip
         super().__init__(crop, train, seed, instruction_size, ground, instruction, ground_cache)
         if degradation is not None:
             kinds = [s.name for s in D.parse(degradation).steps]  # validates the names
@@ -157,6 +159,7 @@ class SyntheticDegradationDataset(_RestorationBase):
         if bank_specs is not None and len(bank_specs) == 0:
             raise ValueError("bank_specs is empty")
         self.kind_weights, self.p_mismatch = kind_weights, p_mismatch
+        self.params = D.check_params(params) if params else None
         self.bank_specs = list(bank_specs) if bank_specs is not None else None
         self._bank_kinds = [frozenset(s.name for s in b.steps) for b in self.bank_specs] if self.bank_specs else None
         if isinstance(source, (str, Path)):
@@ -194,7 +197,7 @@ class SyntheticDegradationDataset(_RestorationBase):
         elif self.degradation is not None:
             spec = D.sample_named(self.degradation, rng)
         else:
-            spec = D.sample(rng, self.kinds, self.max_mix, self.p_single, self.severity, self.kind_weights)
+            spec = D.sample(rng, self.kinds, self.max_mix, self.p_single, self.severity, self.kind_weights, self.params)
         lq = spec.apply(gt, rng)
         if self.p_mismatch and rng.random() < self.p_mismatch:
             shown, shown_index = self._mismatched(spec, rng)
@@ -215,7 +218,7 @@ class SyntheticDegradationDataset(_RestorationBase):
         if not others:
             return None, None
         kinds, weights = zip(*others)
-        return D.sample(rng, list(kinds), self.max_mix, self.p_single, self.severity, list(weights)), None
+        return D.sample(rng, list(kinds), self.max_mix, self.p_single, self.severity, list(weights), self.params), None
 
 
 def _pair_key(stem: str, side: str) -> str:

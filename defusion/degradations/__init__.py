@@ -7,6 +7,8 @@
     >>> D.names()                                            # registered names
 """
 
+import dataclasses
+
 import numpy as np
 
 from .base import (
@@ -30,12 +32,15 @@ from .photometric import LowLight, Underwater
 from .weather import Haze, Rain, Raindrop, Snow
 
 
-def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severity=None, weights=None) -> Degradation:
+def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severity=None, weights=None,
+           params=None) -> Degradation:  # fmt: skip
     """A random degradation for training data: one kind (probability ``p_single``) or an ordered mixture
     of 2..``max_mix`` distinct kinds drawn from ``kinds`` (default: every registered name). ``weights`` (one
     positive number per kind) makes some kinds more frequent; None draws them uniformly. ``severity`` is what
     ``Degradation.sample`` takes (None, a number or a ``(lo, hi)`` range), or a dict from kind name to one of
-    those, for a per-kind range (kinds it does not name: None)."""
+    those, for a per-kind range (kinds it does not name: None). ``params`` draws single parameters apart from
+    the severity: ``{"low_light": {"noise": (0.1, 12.0, "log")}}`` gives every low-light step a read noise
+    log-uniform in [0.1, 12] whatever its darkness (``"uniform"`` draws uniformly); see ``check_params``."""
     rng = as_rng(rng)
     pool = [get(k) for k in (kinds or names())]
     if not pool:
@@ -55,7 +60,44 @@ def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severi
         steps = [pool[i].sample(rng, per_kind.get(pool[i].name)) for i in idx]
     else:
         steps = [pool[i].sample(rng, severity) for i in idx]
+    if params:
+        params = check_params(params)
+        steps = [_draw_params(step, params.get(step.name), rng) for step in steps]
     return steps[0] if k == 1 else Compose(steps)
+
+
+_SCALES = ("uniform", "log")
+
+
+def check_params(params: dict) -> dict:
+    """Validate ``sample``'s ``params``: registered kinds, their float fields, lo <= hi and a known scale (a log
+    scale needs lo > 0). Returns them keyed by registry name; raises ``ValueError`` naming what is wrong."""
+    out = {}
+    for kind, fields in params.items():
+        cls = get(kind)
+        floats = {f.name for f in dataclasses.fields(cls) if f.type in (float, "float")}
+        for field, draw in fields.items():
+            if field not in floats:
+                raise ValueError(f"{cls.name} has no number parameter {field!r}; it has {sorted(floats)}")
+            if len(draw) != 3 or draw[2] not in _SCALES:
+                raise ValueError(f"{cls.name}.{field}: a draw is (lo, hi, scale) with scale in {_SCALES}, got {draw!r}")
+            lo, hi, scale = float(draw[0]), float(draw[1]), draw[2]
+            if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi or (scale == "log" and lo <= 0):
+                raise ValueError(f"{cls.name}.{field}: needs finite lo <= hi (lo > 0 on a log scale), got {draw!r}")
+            dataclasses.replace(cls(), **{field: lo})  # the operator's own range check
+            dataclasses.replace(cls(), **{field: hi})
+            out.setdefault(cls.name, {})[field] = (lo, hi, scale)
+    return out
+
+
+def _draw_params(step: Degradation, fields: dict | None, rng) -> Degradation:
+    if not fields:
+        return step
+    values = {}
+    for field, (lo, hi, scale) in fields.items():
+        v = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if scale == "log" else float(rng.uniform(lo, hi))
+        values[field] = round(v, 4)
+    return dataclasses.replace(step, **values)
 
 
 def sample_named(name: str, rng=None) -> Degradation:
@@ -84,6 +126,7 @@ __all__ = [
     "Snow",
     "Underwater",
     "as_rng",
+    "check_params",
     "check_severity",
     "ensemble_symmetry",
     "from_dict",

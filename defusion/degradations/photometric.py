@@ -18,7 +18,8 @@ class LowLight(Degradation):
     signal, and 8-bit quantisation (which bands the shadows, as in real low-light JPEGs).
 
     exposure = 1 - 0.88 x severity, gamma = 1 + 1.2 x severity, noise = 12 x severity (0-255 scale,
-    read-noise equivalent).
+    read-noise equivalent). A number in a name sets the noise: ``low_light0.5`` is as dark as its severity says
+    but nearly clean, like real dark photos from a good sensor (LOL's are about this clean at severity 0.8-1).
     """
 
     exposure: float = 0.3
@@ -26,6 +27,7 @@ class LowLight(Degradation):
     noise: float = 5.0
 
     name = "low_light"
+    primary = "noise"
     aliases = ("lowlight", "dark", "low_light_enhancement", "underexposure")
 
     def __post_init__(self):
