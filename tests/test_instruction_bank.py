@@ -49,12 +49,17 @@ def test_sample_params_draw_apart_from_severity():
     assert D.sample(7, ["low_light"], 1, 1.0, params=draw) == D.sample(7, ["low_light"], 1, 1.0, params=draw)
     flat = [D.sample(i, ["low_light"], 1, 1.0, 1.0, params={"low_light": {"noise": (2, 4, "uniform")}}).noise for i in range(50)]
     assert 2 <= min(flat) and max(flat) <= 4 and max(flat) - min(flat) > 1
+    # a share: that share of the steps draws the noise, the others keep severity 1's noise 12
+    half = np.array([D.sample(i, ["low_light"], 1, 1.0, 1.0, params={"low_light": {"noise": (0.1, 2, "log", 0.5)}}).noise
+                     for i in range(200)])  # fmt: skip
+    assert set(half[half > 2]) == {12.0} and 0.35 < (half == 12.0).mean() < 0.65
     # kinds without a draw, and no params at all, keep their exact severity draws
     assert [D.sample(i, ["noise", "rain"], 1, 1.0, params=draw) for i in range(20)] == [D.sample(i, ["noise", "rain"], 1, 1.0) for i in range(20)]
     for bad, match in [({"low_light": {"colour": (0, 1, "uniform")}}, "no number parameter"),
                        ({"low_light": {"noise": (3, 1, "uniform")}}, "lo <= hi"),
                        ({"low_light": {"noise": (0, 1, "log")}}, "lo > 0"),
                        ({"low_light": {"noise": (1, 2, "cubic")}}, "scale"),
+                       ({"low_light": {"noise": (1, 2, "log", 0)}}, "share"),
                        ({"low_light": {"noise": (1, 500, "uniform")}}, "noise must be in"),
                        ({"fog_of_war": {"noise": (1, 2, "uniform")}}, "unknown")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):

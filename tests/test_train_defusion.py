@@ -227,7 +227,7 @@ def test_params_reach_the_bank(clean_dir, tmp_path):
     dark = [s for spec in specs for s in spec.get("steps", [spec]) if s["name"] == "low_light"]
     assert dark and all(0.1 <= s["noise"] <= 2 and s["exposure"] == 0.12 for s in dark)
     for bad in ["low_light.noise=2:0.1", "low_light.noise=0:1:log", "low_light.foo=0:1", "rain.length=5:9",
-                "low_light=0:1", "low_light.noise=a:b", "low_light.noise=1"]:  # fmt: skip
+                "low_light=0:1", "low_light.noise=a:b", "low_light.noise=1", "low_light.noise=0.1:2:log@1.5"]:  # fmt: skip
         with pytest.raises(SystemExit):  # rejected by the argument parser, before any model is built
             parse_args(base(clean_dir, tmp_path / "bad", 1, "--kinds", "low_light,noise", "--params", bad))
 

@@ -114,8 +114,9 @@ def parse_args(input_args=None):
     g.add_argument("--severity", default=None,
                    help="per-kind severity ranges, e.g. jpeg=0.5:1 (quality 55..10); other kinds: uniform in [0.1, 1]")
     g.add_argument("--params", default=None,
-                   help="parameters drawn apart from the severity, KIND.FIELD=LO:HI[:log], comma-separated; e.g. "
-                        "low_light.noise=0.1:12:log: dark photos from clean to noisy at every darkness")  # fmt: skip
+                   help="parameters drawn apart from the severity, KIND.FIELD=LO:HI[:log][@SHARE], comma-separated; "
+                        "e.g. low_light.noise=0.1:12:log@0.5: half the dark photos from clean to noisy at every "
+                        "darkness, the other half as noisy as their severity says")  # fmt: skip
     g.add_argument("--max_mix", type=int, default=1, help="up to this many kinds mixed in one sample")
     g.add_argument("--p_single", type=float, default=1.0, help="probability of a single kind when max_mix > 1")
     g.add_argument("--resolution", type=int, default=256, help="training crop size")
@@ -271,8 +272,8 @@ def parse_severity(args) -> dict | None:
 
 
 def parse_params(args) -> dict | None:
-    """--params "low_light.noise=0.1:12:log" -> {"low_light": {"noise": (0.1, 12.0, "log")}} for
-    ``degradations.sample`` (the kinds must be in --kinds)."""
+    """--params "low_light.noise=0.1:12:log@0.5" -> {"low_light": {"noise": (0.1, 12.0, "log", 0.5)}} for
+    ``degradations.sample`` (the kinds must be in --kinds; no @SHARE: every step)."""
     if not args.params:
         return None
     kinds, _ = parse_kinds(args)
@@ -280,13 +281,15 @@ def parse_params(args) -> dict | None:
     for part in args.params.split(","):
         key, _, value = part.partition("=")
         kind, _, field = key.strip().partition(".")
+        value, at, share = value.partition("@")
         bounds = value.split(":")
         if not field or len(bounds) not in (2, 3):
-            raise ValueError(f"--params takes KIND.FIELD=LO:HI[:log], got {part!r}")
+            raise ValueError(f"--params takes KIND.FIELD=LO:HI[:log][@SHARE], got {part!r}")
         try:
-            draw = (float(bounds[0]), float(bounds[1]), bounds[2] if len(bounds) == 3 else "uniform")
+            draw = (float(bounds[0]), float(bounds[1]), bounds[2] if len(bounds) == 3 else "uniform",
+                    float(share) if at else 1.0)  # fmt: skip
         except ValueError:
-            raise ValueError(f"--params takes KIND.FIELD=LO:HI[:log], got {part!r}") from None
+            raise ValueError(f"--params takes KIND.FIELD=LO:HI[:log][@SHARE], got {part!r}") from None
         name = D.get(kind.strip()).name
         if name not in kinds:
             raise ValueError(f"--params names {name!r}, which is not in --kinds {kinds}")

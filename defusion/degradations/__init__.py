@@ -40,7 +40,8 @@ def sample(rng=None, kinds=None, max_mix: int = 3, p_single: float = 0.6, severi
     ``Degradation.sample`` takes (None, a number or a ``(lo, hi)`` range), or a dict from kind name to one of
     those, for a per-kind range (kinds it does not name: None). ``params`` draws single parameters apart from
     the severity: ``{"low_light": {"noise": (0.1, 12.0, "log")}}`` gives every low-light step a read noise
-    log-uniform in [0.1, 12] whatever its darkness (``"uniform"`` draws uniformly); see ``check_params``."""
+    log-uniform in [0.1, 12] whatever its darkness (``"uniform"`` draws uniformly); a fourth number, the share,
+    draws it for that share of the steps only (the others keep their severity's value); see ``check_params``."""
     rng = as_rng(rng)
     pool = [get(k) for k in (kinds or names())]
     if not pool:
@@ -70,8 +71,9 @@ _SCALES = ("uniform", "log")
 
 
 def check_params(params: dict) -> dict:
-    """Validate ``sample``'s ``params``: registered kinds, their float fields, lo <= hi and a known scale (a log
-    scale needs lo > 0). Returns them keyed by registry name; raises ``ValueError`` naming what is wrong."""
+    """Validate ``sample``'s ``params``: registered kinds, their float fields, draws ``(lo, hi, scale[, share])``
+    with lo <= hi, a known scale (a log scale needs lo > 0) and a share in (0, 1] (default 1). Returns them keyed
+    by registry name as ``(lo, hi, scale, share)``; raises ``ValueError`` naming what is wrong."""
     out = {}
     for kind, fields in params.items():
         cls = get(kind)
@@ -79,14 +81,17 @@ def check_params(params: dict) -> dict:
         for field, draw in fields.items():
             if field not in floats:
                 raise ValueError(f"{cls.name} has no number parameter {field!r}; it has {sorted(floats)}")
-            if len(draw) != 3 or draw[2] not in _SCALES:
-                raise ValueError(f"{cls.name}.{field}: a draw is (lo, hi, scale) with scale in {_SCALES}, got {draw!r}")
-            lo, hi, scale = float(draw[0]), float(draw[1]), draw[2]
+            if len(draw) not in (3, 4) or draw[2] not in _SCALES:
+                raise ValueError(f"{cls.name}.{field}: a draw is (lo, hi, scale[, share]) with scale in {_SCALES}, "
+                                 f"got {draw!r}")  # fmt: skip
+            lo, hi, scale, share = float(draw[0]), float(draw[1]), draw[2], float(draw[3]) if len(draw) == 4 else 1.0
             if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi or (scale == "log" and lo <= 0):
                 raise ValueError(f"{cls.name}.{field}: needs finite lo <= hi (lo > 0 on a log scale), got {draw!r}")
+            if not 0.0 < share <= 1.0:
+                raise ValueError(f"{cls.name}.{field}: the share must be in (0, 1], got {draw!r}")
             dataclasses.replace(cls(), **{field: lo})  # the operator's own range check
             dataclasses.replace(cls(), **{field: hi})
-            out.setdefault(cls.name, {})[field] = (lo, hi, scale)
+            out.setdefault(cls.name, {})[field] = (lo, hi, scale, share)
     return out
 
 
@@ -94,7 +99,9 @@ def _draw_params(step: Degradation, fields: dict | None, rng) -> Degradation:
     if not fields:
         return step
     values = {}
-    for field, (lo, hi, scale) in fields.items():
+    for field, (lo, hi, scale, share) in fields.items():
+        if share < 1.0 and rng.random() >= share:
+            continue
         v = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if scale == "log" else float(rng.uniform(lo, hi))
         values[field] = round(v, 4)
     return dataclasses.replace(step, **values)
