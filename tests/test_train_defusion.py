@@ -230,6 +230,9 @@ def test_params_reach_the_bank(clean_dir, tmp_path):
                 "low_light=0:1", "low_light.noise=a:b", "low_light.noise=1", "low_light.noise=0.1:2:log@1.5"]:  # fmt: skip
         with pytest.raises(SystemExit):  # rejected by the argument parser, before any model is built
             parse_args(base(clean_dir, tmp_path / "bad", 1, "--kinds", "low_light,noise", "--params", bad))
+    with pytest.raises(SystemExit):  # a --degradation spec would ignore the draws
+        parse_args(base(clean_dir, tmp_path / "bad", 1, "--train_dir", str(clean_dir), "--degradation", "low_light",
+                        "--kinds", "low_light", "--params", "low_light.noise=0.1:2:log"))  # fmt: skip
 
 
 def test_bank_and_mismatch_arguments(clean_dir, tmp_path):

@@ -228,6 +228,9 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error("--loss_eps must be > 0")
     if args.instruction_mode == "text" and not (args.text_encoder and args.text_tokenizer):
         p.error("--instruction_mode text needs --text_encoder and --text_tokenizer (local CLIP folders)")
+    if args.params and args.degradation:
+        p.error("--params draws parameters of the --kinds mixture; --degradation names its own spec (its numbers "
+                "fixed, the rest drawn by severity), so the two do not combine")  # fmt: skip
     try:
         parse_severity(args)  # bad kinds or ranges fail here
         parse_params(args)
