@@ -5,8 +5,8 @@
     python benchmarks/train_throughput.py --device cpu --preset tiny --batch 8 --crop 64 --seconds 10
 
 The step is train/train_defusion.py's (``training_step`` on ``DeviceBatches``: clean images resident on the device,
-a 13-kind bank mixture degraded there, 25 % non-matching instructions), with fused AdamW, bf16 autocast on CUDA
-and EMA, as a ``--data_on_device`` run does. Three measurements:
+a 13-kind bank mixture degraded there, 25 % non-matching instructions), with fused AdamW, bf16 autocast where the
+device computes it natively (``--bf16``) and EMA, as a ``--data_on_device`` run does. Three measurements:
 
 * **samples/s**: ``--seconds`` of back-to-back steps after a warm-up (compilation included there), one device
   sync at the end; the loss is read once at the end, as ``--log_every`` does;
@@ -42,6 +42,7 @@ from defusion import degradations as D  # noqa: E402
 from defusion.data import DeviceBatches, InstructionBank, ResidentImages, list_images  # noqa: E402
 from defusion.diffusion import make_scheduler  # noqa: E402
 from defusion.models import DefusionDenoiser  # noqa: E402
+from defusion.pipelines.loading import native_bf16  # noqa: E402
 
 KIND_WEIGHTS = {"noise": 8, "jpeg": 4, "rain": 2, "haze": 2, "low_light": 2}  # the shipped model's recent mixture
 
@@ -78,6 +79,8 @@ def parse(argv=None):
     p.add_argument("--warmup", type=int, default=5, help="steps before timing (compilation happens here)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                   help="bf16 autocast; auto: where the device computes it natively (CUDA, AMX / AVX512-BF16 CPUs)")
     p.add_argument("--clean_dir", default=None)
     p.add_argument("--bank", type=int, default=256, help="instruction bank entries (tokenized once, before timing)")
     p.add_argument("--bank_dir", default=None, help="a saved InstructionBank folder to use instead")
@@ -124,7 +127,8 @@ def main(argv=None) -> dict:
     optimizer = torch.optim.AdamW(denoiser.parameters(), lr=1e-4, weight_decay=1e-2, **({"fused": True} if cuda else {}))
     ema = EMAModel(denoiser.parameters(), decay=0.999, foreach=True)
     ema.to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and native_bf16(device))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def step(i, phases=None):
@@ -193,7 +197,7 @@ def main(argv=None) -> dict:
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     row = {
         "device": name, "torch_device": str(device), "preset": a.preset if not a.pretrained else a.pretrained,
-        "batch": a.batch, "crop": a.crop, "compile": a.compile, "channels_last": a.channels_last, "bf16": cuda,
+        "batch": a.batch, "crop": a.crop, "compile": a.compile, "channels_last": a.channels_last, "bf16": bf16,
         "params_m": round(sum(p.numel() for p in denoiser.parameters()) / 1e6, 3),
         "steps": n, "seconds": round(elapsed, 2), "samples_per_s": round(samples_per_s, 1),
         "gflop_per_sample": round(flops_per_sample / 1e9, 2), "tflops": round(flops_per_sample * samples_per_s / 1e12, 2),
@@ -205,7 +209,7 @@ def main(argv=None) -> dict:
 
     def write(row):
         rows = json.loads(out.read_text()) if out.is_file() else []
-        keys = ("device", "preset", "batch", "crop", "compile", "channels_last")
+        keys = ("device", "preset", "batch", "crop", "compile", "channels_last", "bf16")
         rows = [r for r in rows if tuple(r.get(x) for x in keys) != tuple(row[x] for x in keys)] + [row]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rows, indent=1) + "\n")

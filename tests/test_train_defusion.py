@@ -64,6 +64,32 @@ def test_psnr_loss_trains(clean_dir, tmp_path):
         parse_args(base(clean_dir, tmp_path, 3, "--loss", "psnr", "--loss_eps", "0"))
 
 
+def test_bf16_autocast_on_cpu_trains(clean_dir, tmp_path, monkeypatch):
+    import torch
+
+    from accelerate.state import AcceleratorState
+
+    import train_defusion
+    from defusion import DefusionPipeline
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # the process-wide state holds the earlier runs' precision
+    try:
+        hist = main(parse_args(base(clean_dir, tmp_path, 30, "--val_holdout", "0", "--checkpointing_steps", "1000",
+                                    "--mixed_precision", "bf16")))  # fmt: skip
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    losses = [h["loss"] for h in hist]
+    assert all(np.isfinite(losses)) and np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8]), losses
+    unet = DefusionPipeline.from_pretrained(tmp_path / "pipeline").unet
+    assert all(p.dtype == torch.float32 for p in unet.parameters())  # autocast: the weights stay float32
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(train_defusion, "native_bf16", lambda device, native=native: native)
+        assert train_defusion.resolve_mixed_precision("auto", cpu=True) == expected
+        assert train_defusion.resolve_mixed_precision("no", cpu=True) == "no"
+    with pytest.raises(SystemExit):
+        parse_args(base(clean_dir, tmp_path, 3, "--mixed_precision", "bf17"))
+
+
 def test_resume_continues(clean_dir, tmp_path):
     straight = main(parse_args(base(clean_dir, tmp_path / "a", 6, "--val_holdout", "0", "--checkpointing_steps", "3",
                                     "--use_ema")))  # fmt: skip

@@ -193,7 +193,7 @@ def run(a) -> dict:
     if a.device == "cuda":
         cmd += ["--mixed_precision", "bf16", "--allow_tf32"]
     else:
-        cmd += ["--cpu"]
+        cmd += ["--cpu", "--mixed_precision", "auto"]  # bf16 where the CPU computes it (as the probe did)
     if best["name"] == "compiled":
         cmd += ["--compile", "--channels_last"]
     summary["train_command"] = " ".join(cmd[1:])

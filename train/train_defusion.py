@@ -67,6 +67,7 @@ from defusion.models import (
     VisualInstructionAdapter,
 )
 from defusion.pipelines import DefusionPipeline
+from defusion.pipelines.loading import native_bf16
 from defusion.training_utils import (
     TrainHistory,
     load_ema,
@@ -167,7 +168,9 @@ def parse_args(input_args=None):
     g.add_argument("--max_grad_norm", type=float, default=1.0)
     g.add_argument("--use_ema", action="store_true")
     g.add_argument("--ema_decay", type=float, default=0.999)
-    g.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    g.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16", "auto"],
+                   help="autocast precision; auto: bf16 where the device computes it natively (CUDA, or a CPU with "
+                   "AMX / AVX512-BF16: a step of the small model 1.4x faster there), else no")  # fmt: skip
     g.add_argument("--allow_tf32", action="store_true")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser's training forward")
     g.add_argument("--channels_last", action="store_true", help="channels-last memory format (GPU convolutions)")
@@ -490,11 +493,22 @@ def validate(args, pipe: DefusionPipeline, val_ds, out: Path, step: int) -> dict
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def resolve_mixed_precision(choice: str, cpu: bool) -> str:
+    """--mixed_precision for Accelerate: "auto" becomes bf16 where the training device computes it natively, else
+    "no"; bf16 asked for on a CPU that only emulates it (slower than float32) is kept, with a warning."""
+    device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+    if choice == "auto":
+        return "bf16" if native_bf16(device) else "no"
+    if choice == "bf16" and device == "cpu" and not native_bf16(device):
+        logging.getLogger(__name__).warning("this CPU has no AMX / AVX512-BF16: bf16 autocast is emulated, slower than float32")
+    return choice
+
+
 def main(args):
     out = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, args.cpu),
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / args.logging_dir)),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),  # the shuffle is a function of the epoch
