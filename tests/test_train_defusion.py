@@ -64,7 +64,7 @@ def test_psnr_loss_trains(clean_dir, tmp_path):
         parse_args(base(clean_dir, tmp_path, 3, "--loss", "psnr", "--loss_eps", "0"))
 
 
-def test_bf16_autocast_on_cpu_trains(clean_dir, tmp_path, monkeypatch):
+def test_bf16_autocast_on_cpu_trains(clean_dir, tmp_path, monkeypatch, caplog):
     import torch
 
     from accelerate.state import AcceleratorState
@@ -86,6 +86,9 @@ def test_bf16_autocast_on_cpu_trains(clean_dir, tmp_path, monkeypatch):
         monkeypatch.setattr(train_defusion, "native_bf16", lambda device, native=native: native)
         assert train_defusion.resolve_mixed_precision("auto", cpu=True) == expected
         assert train_defusion.resolve_mixed_precision("no", cpu=True) == "no"
+    with caplog.at_level("WARNING"):  # asked for on a CPU that only emulates bf16: kept, with a warning
+        assert train_defusion.resolve_mixed_precision("bf16", cpu=True) == "bf16"
+    assert "emulated" in caplog.text
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 3, "--mixed_precision", "bf17"))
 
