@@ -489,7 +489,19 @@ def validate(args, pipe: DefusionPipeline, val_ds, out: Path, step: int) -> dict
         labels += [f"LQ {psnr_in[-1]:.2f} dB", inst.label if inst else (prompt or "no instruction"),
                    f"restored {psnr_out[-1]:.2f} dB", "GT"]  # fmt: skip
     save_png(make_grid(rows, labels, cols=4, tile_height=128), out / "validation" / f"step_{step:07d}.png")
-    return {"val_psnr_input": float(np.mean(psnr_in)), "val_psnr": float(np.mean(psnr_out))}
+    return validation_means(psnr_in, psnr_out)
+
+
+def validation_means(psnr_in: list[float], psnr_out: list[float]) -> dict:
+    """Mean input and restored PSNR over the held-out samples that their degradation changed (a sparse kind can
+    leave a small crop as it was: its input PSNR is infinite and says nothing of restoring); ``val_unchanged``
+    counts the others (the means are left out when no sample was changed)."""
+    keep = [i for i, v in enumerate(psnr_in) if math.isfinite(v)]
+    res = {"val_unchanged": len(psnr_in) - len(keep)}
+    if keep:
+        res["val_psnr_input"] = float(np.mean([psnr_in[i] for i in keep]))
+        res["val_psnr"] = float(np.mean([psnr_out[i] for i in keep]))
+    return res
 
 
 # ---------------------------------------------------------------------------------------------------- main
