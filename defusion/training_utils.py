@@ -201,3 +201,15 @@ class TrainHistory(list):
             with open(self.path, "a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
         self._written = len(self)
+
+
+def validation_means(psnr_in: list[float], psnr_out: list[float], suffix: str = "") -> dict:
+    """Mean input and restored PSNR over the held-out samples that their degradation changed (a sparse kind can
+    leave a small crop as it was: its input PSNR is infinite and says nothing of restoring); ``val_unchanged``
+    counts the others (the means are left out when no sample was changed). ``suffix`` ends each key."""
+    keep = [i for i, v in enumerate(psnr_in) if np.isfinite(v)]
+    res = {f"val_unchanged{suffix}": len(psnr_in) - len(keep)}
+    if keep:
+        res[f"val_psnr_input{suffix}"] = float(np.mean([psnr_in[i] for i in keep]))
+        res[f"val_psnr{suffix}"] = float(np.mean([psnr_out[i] for i in keep]))
+    return res

@@ -362,8 +362,10 @@ def test_damaged_checkpoints_are_named(clean_dir, tmp_path):
 
 
 def test_validation_means_leave_out_samples_their_degradation_did_not_change():
-    from train_defusion import validation_means
+    from defusion.training_utils import validation_means
 
     res = validation_means([20.0, float("inf"), 30.0], [25.0, 60.0, 33.0])
     assert res == {"val_unchanged": 1, "val_psnr_input": 25.0, "val_psnr": 29.0}
     assert validation_means([float("inf")], [50.0]) == {"val_unchanged": 1}
+    assert validation_means([20.0], [22.0], suffix="/rain") == {"val_unchanged/rain": 0, "val_psnr_input/rain": 20.0,
+                                                               "val_psnr/rain": 22.0}  # fmt: skip

@@ -78,6 +78,7 @@ from defusion.training_utils import (
     save_ema,
     step_of,
     tensor_to_image,
+    validation_means,
 )
 
 logger = get_logger(__name__)
@@ -491,17 +492,6 @@ def validate(args, pipe: DefusionPipeline, val_ds, out: Path, step: int) -> dict
     save_png(make_grid(rows, labels, cols=4, tile_height=128), out / "validation" / f"step_{step:07d}.png")
     return validation_means(psnr_in, psnr_out)
 
-
-def validation_means(psnr_in: list[float], psnr_out: list[float]) -> dict:
-    """Mean input and restored PSNR over the held-out samples that their degradation changed (a sparse kind can
-    leave a small crop as it was: its input PSNR is infinite and says nothing of restoring); ``val_unchanged``
-    counts the others (the means are left out when no sample was changed)."""
-    keep = [i for i, v in enumerate(psnr_in) if math.isfinite(v)]
-    res = {"val_unchanged": len(psnr_in) - len(keep)}
-    if keep:
-        res["val_psnr_input"] = float(np.mean([psnr_in[i] for i in keep]))
-        res["val_psnr"] = float(np.mean([psnr_out[i] for i in keep]))
-    return res
 
 
 # ---------------------------------------------------------------------------------------------------- main

@@ -58,6 +58,7 @@ from defusion.training_utils import (
     save_checkpoint,
     save_ema,
     step_of,
+    validation_means,
 )
 
 OPTIMISERS = {  # (optimiser, lr, weight decay, warm-up share of the steps)
@@ -136,6 +137,12 @@ def build_data(args):
     return MixtureDataset(datasets, repeats), val
 
 
+def tensor_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [-1, 1]; ``inf`` for identical ones."""
+    mse = ((a - b) / 2).pow(2).mean().item()
+    return -10 * math.log10(mse) if mse > 0 else math.inf
+
+
 @torch.no_grad()
 def validate(model, val, prompts, device, conditioner=None) -> dict:
     model.eval()
@@ -149,11 +156,9 @@ def validate(model, val, prompts, device, conditioner=None) -> dict:
             if conditioner is not None:
                 kwargs.update(conditioner(model, x))
             out = model(x, **kwargs).clamp(-1, 1)
-            mse = ((out - item["gt"][None].to(device)) / 2).pow(2).mean().item()
-            scores.append(-10 * math.log10(mse + 1e-10))
-        inp = [-10 * math.log10(((ds[i]["lq"] - ds[i]["gt"]) / 2).pow(2).mean().item() + 1e-10) for i in range(len(ds))]
-        res[f"val_psnr/{kind}"] = float(np.mean(scores))
-        res[f"val_psnr_input/{kind}"] = float(np.mean(inp))
+            scores.append(tensor_psnr(out, item["gt"][None].to(device)))
+        inp = [tensor_psnr(ds[i]["lq"], ds[i]["gt"]) for i in range(len(ds))]
+        res.update(validation_means(inp, scores, suffix=f"/{kind}"))
     model.train()
     return res
 
