@@ -32,6 +32,8 @@ def test_each_model_trains_and_saves_a_pipeline(model, clean_dir, tmp_path):
     hist = main(parse_args(args(clean_dir, tmp_path, model, 3, "--kind_repeats", "3,1,1", "--use_ema")))
     assert len(hist) == 3 and all(np.isfinite(h["loss"]) for h in hist)
     assert {"val_psnr/noise", "val_psnr/rain", "val_psnr/haze"} <= set(hist[-1])
+    assert hist[-1]["val_unchanged/noise"] == 0 and np.isfinite(hist[-1]["val_psnr_input/noise"])
+    assert 5 < hist[-1]["val_psnr_input/noise"] < 40 and 5 < hist[-1]["val_psnr/noise"] < 60
     from defusion import RestorerPipeline
 
     RestorerPipeline.from_pretrained(tmp_path / "pipeline")

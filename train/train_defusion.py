@@ -493,7 +493,6 @@ def validate(args, pipe: DefusionPipeline, val_ds, out: Path, step: int) -> dict
     return validation_means(psnr_in, psnr_out)
 
 
-
 # ---------------------------------------------------------------------------------------------------- main
 def resolve_mixed_precision(choice: str, cpu: bool) -> str:
     """--mixed_precision for Accelerate: "auto" becomes bf16 where the training device computes it natively, else

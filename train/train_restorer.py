@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from defusion.losses import (ICRM_WEIGHT, DifficultyAdaptivePerceptualLoss, clip
                              info_nce_loss)  # fmt: skip
 from defusion.perception import (Conditioner, DegradationIdentifier, DegradationPromptEncoder, QualityPerceiver,
                                  RegionMasks, SemanticEncoder, prompt_for)  # fmt: skip
+from defusion.metrics import psnr
 from defusion.pipelines import RESTORERS, RestorerPipeline
 from defusion.training_utils import (
     TrainHistory,
@@ -58,6 +58,7 @@ from defusion.training_utils import (
     save_checkpoint,
     save_ema,
     step_of,
+    tensor_to_image,
     validation_means,
 )
 
@@ -137,12 +138,6 @@ def build_data(args):
     return MixtureDataset(datasets, repeats), val
 
 
-def tensor_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two images in [-1, 1]; ``inf`` for identical ones."""
-    mse = ((a - b) / 2).pow(2).mean().item()
-    return -10 * math.log10(mse) if mse > 0 else math.inf
-
-
 @torch.no_grad()
 def validate(model, val, prompts, device, conditioner=None) -> dict:
     model.eval()
@@ -156,8 +151,8 @@ def validate(model, val, prompts, device, conditioner=None) -> dict:
             if conditioner is not None:
                 kwargs.update(conditioner(model, x))
             out = model(x, **kwargs).clamp(-1, 1)
-            scores.append(tensor_psnr(out, item["gt"][None].to(device)))
-        inp = [tensor_psnr(ds[i]["lq"], ds[i]["gt"]) for i in range(len(ds))]
+            scores.append(psnr(tensor_to_image(out[0]), tensor_to_image(item["gt"]), crop_multiple=None))
+        inp = [psnr(tensor_to_image(ds[i]["lq"]), tensor_to_image(ds[i]["gt"]), crop_multiple=None) for i in range(len(ds))]
         res.update(validation_means(inp, scores, suffix=f"/{kind}"))
     model.train()
     return res
