@@ -75,3 +75,14 @@ def test_campaign_restore_joins_the_pieces(tmp_path):
     assert (tmp_path / "runs" / "pipeline" / "unet" / "w.bin").read_bytes() == payload
     with pytest.raises(SystemExit, match="no pipeline.tar"):
         device_campaign.main(["restore", "--from", str(tmp_path / "pipe"), "--to", str(tmp_path / "y")])
+
+
+def test_campaign_summary_skips_validation_rows():
+    import device_campaign
+
+    history = [{"step": 25, "loss": 0.5, "lr": 1e-4}, {"step": 50, "val_psnr": 21.0, "val_psnr_input": 18.0},
+               {"step": 75, "loss": 0.25, "lr": 1e-4}, {"step": 80, "loss": 0.125, "lr": 1e-4}]  # fmt: skip
+    assert device_campaign.history_summary(history) == {"first_loss": 0.5, "last_losses": [0.5, 0.25, 0.125],
+                                                        "val_psnr": 21.0, "val_psnr_input": 18.0}  # fmt: skip
+    assert device_campaign.history_summary([]) == {"first_loss": None, "last_losses": [], "val_psnr": None,
+                                                   "val_psnr_input": None}  # fmt: skip

@@ -117,6 +117,15 @@ def prepare(a) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- run
+def history_summary(history: list[dict]) -> dict:
+    """First and last losses and the last validation of a ``train_history.jsonl`` (its rows are either a step's
+    loss or a validation)."""
+    losses = [r["loss"] for r in history if r.get("loss") is not None]
+    val = next((r for r in reversed(history) if "val_psnr" in r), {})
+    return {"first_loss": losses[0] if losses else None, "last_losses": losses[-4:],
+            "val_psnr": val.get("val_psnr"), "val_psnr_input": val.get("val_psnr_input")}  # fmt: skip
+
+
 def run(a) -> dict:
     t0 = time.time()
     deadline = t0 + 60 * a.minutes
@@ -215,10 +224,7 @@ def run(a) -> dict:
     done = history[-1]["step"] if history else 0
     summary["train"] = {"returncode": code, "seconds": round(time.time() - ts, 1), "steps": done,
                         "samples": done * a.batch, "samples_per_s_incl_setup": round(done * a.batch / (time.time() - ts), 1),
-                        "first_loss": history[0].get("loss") if history else None,
-                        "last_losses": [r.get("loss") for r in history[-4:]],
-                        "val_psnr": history[-1].get("val_psnr") if history else None,
-                        "val_psnr_input": history[-1].get("val_psnr_input") if history else None}  # fmt: skip
+                        **history_summary(history)}  # fmt: skip
     if (run_dir / "train_history.jsonl").is_file():
         shutil.copy(run_dir / "train_history.jsonl", out / "train_history.jsonl")
     log(f"trained: {summary['train']}")
