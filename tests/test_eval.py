@@ -357,3 +357,26 @@ def test_low_light_stats_reads_a_real_dark_set_beside_the_synthetic_one(tmp_path
     assert darker[0] > darker[1]  # severity 1 is darker than 0.2
     with pytest.raises(SystemExit, match="lq/ and gt/"):
         low_light_stats.main(["--data-root", str(tmp_path), "--real", "nothing"])
+
+
+def test_ensemble_distill_views_match_the_pipelines():
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ensemble_distill import view_centre, view_input
+
+    from defusion.ensemble import ensemble_plan, ensemble_view
+
+    size, margin, centre = 12, 2, 8
+    x = torch.rand(2, 3, size + 2, size + 2)
+    image = x[..., 1:-1, 1:-1]
+    for view in ensemble_plan(8):
+        mode, dy, dx = view
+        shown = view_input(x, view, size)
+        assert shown.shape[-2:] == (size, size)
+        # the pipeline's view of the image, where it is not padding
+        assert torch.equal(shown[..., dy:, dx:], ensemble_view(image, *view)[..., dy:size, dx:size])
+        # an identity model's prediction comes back as the image's centre
+        assert torch.equal(view_centre(shown, view, margin, centre), image[..., margin:margin + centre, margin:margin + centre])
