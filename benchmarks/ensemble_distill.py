@@ -29,7 +29,7 @@ from PIL import Image
 
 import defusion.degradations as D
 from defusion import DefusionPipeline
-from defusion.ensemble import dihedral, dihedral_inverse, ensemble_plan
+from defusion.ensemble import ENSEMBLE_SIZES, dihedral, dihedral_inverse, ensemble_plan
 from defusion.eval import evaluate
 from defusion.eval.methods import PipelineMethod
 from defusion.instructions import VisualInstruction
@@ -69,9 +69,14 @@ def main(argv=None):
     p.add_argument("--tasks", default="noise15,noise25,noise50", help="held-out tasks to report")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    lo, hi = (float(s) for s in args.sigma.split(","))
+    try:
+        lo, hi = (float(s) for s in args.sigma.split(","))
+    except ValueError:
+        p.error(f"--sigma takes LO,HI, got {args.sigma!r}")
     if args.crop % 16 or args.crop < 16 or not 0 <= args.gt_weight <= 1 or args.minutes <= 0 or not 0 <= lo < hi:
         p.error("--crop must be a positive multiple of 16, --gt-weight in [0, 1], --minutes > 0, --sigma LO,HI")
+    if args.holdout < 1 or args.batch < 1 or args.views not in ENSEMBLE_SIZES:
+        p.error(f"--holdout and --batch must be at least 1, --views one of {ENSEMBLE_SIZES}")
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -79,6 +84,11 @@ def main(argv=None):
     pipe = DefusionPipeline.from_pretrained(resolve(args.start or args.model))
     files = sorted(p for p in (Path(args.data_root) / "BSD400" / "gt").iterdir() if p.suffix.lower() in {".png", ".jpg"})
     images = [np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255 for f in files[: -args.holdout]]
+    margin = 8
+    size = args.crop + 2 * margin
+    images = [im for im in images if min(im.shape[:2]) > size + 2]  # room for a crop and its one-pixel ring
+    if not images:
+        p.error(f"no BSD400 training image under {args.data_root} is larger than {size + 2} px (--crop {args.crop})")
     teacher = teacher_pipe.denoiser.eval().requires_grad_(False)
     student = pipe.denoiser.train()
     params = [q for q in student.parameters() if q.requires_grad]
@@ -86,8 +96,6 @@ def main(argv=None):
     pipe.scheduler.set_timesteps(1)
     first = int(pipe.scheduler.timesteps[0])
     views = ensemble_plan(args.views)
-    margin = 8
-    size = args.crop + 2 * margin
     # instructions from a grid of sigmas (building one takes longer than a training step)
     grid = np.arange(lo, hi + 1e-6, 2.5)
     inst_size = max(64, pipe.degradation_tokenizer.config.input_size)
