@@ -5,7 +5,7 @@
 Blind mode (``instruction="auto"``) instructs Gaussian noise at ``noise_scale`` x the sigma that the pipeline's
 ``noise_estimator`` reads off the image. Every (estimator, scale) pair here restores the last ``--holdout``
 BSD400 images (the images the training scripts hold out) at each noise level of ``--noise`` through
-``defusion.eval.evaluate`` (one pass, 4 DDIM steps, seed 0), next to the same images instructed with the true
+``defusion.eval.evaluate`` (the model's default sampler, seed 0), next to the same images instructed with the true
 sigma. The pair with the best mean PSNR over the noise levels is what the shipped model's ``model_index.json``
 should carry. ``--tasks`` evaluates test-set tasks instead, to report (not to choose).
 """
@@ -63,7 +63,7 @@ def main(argv=None):
             run(f"blind, {est} x {scale:g}", "auto", tasks)
 
     what = f"first {args.limit}" if args.limit else "all"
-    print(f"\n{args.model}, one pass, {what} images (PSNR dB)\n")
+    print(f"\n{args.model}, {method.sampler}, {what} images (PSNR dB)\n")
     print("| run | " + " | ".join(tasks) + " | mean |\n|---|" + "---:|" * (len(tasks) + 1))
     for label, row in [("input", rows.pop("input"))] + list(rows.items()):
         vals = [row[t] for t in tasks]

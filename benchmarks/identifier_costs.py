@@ -9,7 +9,7 @@ for it) and never reported (threshold 1), everything else as the identifier find
 the PSNR lost on ``BASE`` by reporting the kind; the miss cost is the PSNR lost on ``KIND+BASE`` by not
 reporting it. Reporting the kind at presence probability p pays off on average when p x miss > (1 - p) x false
 alarm, so the balancing threshold is false alarm / (false alarm + miss): the value for the identifier's
-``kind_thresholds``. Every run goes through ``defusion.eval.evaluate`` (one pass, 4 DDIM steps, seed 0).
+``kind_thresholds``. Every run goes through ``defusion.eval.evaluate`` (the model's default sampler, seed 0).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(argv=None):
 
     false_alarm = psnr["never", absent] - psnr["always", absent]
     miss = psnr["always", present] - psnr["never", present]
-    print(f"\n{args.model}, blind, one pass, last {args.holdout} BSD400 images (PSNR dB)\n")
+    print(f"\n{args.model}, blind, {method.sampler}, last {args.holdout} BSD400 images (PSNR dB)\n")
     print(f"| task | input | {args.kind} always reported | never reported |\n|---|---:|---:|---:|")
     for task in (absent, present):
         inp = "clean" if psnr["input", task] is None else f"{psnr['input', task]:.2f}"  # base noise0: no degradation

@@ -4,7 +4,7 @@
 
 For each task in ``--tasks`` (Gaussian noise at a known sigma) the pipeline runs once per instruction in
 ``--instructions`` (``noiseS``: a visual instruction degraded with sigma S; ``none``: no instruction, zero
-residual tokens), one pass, 4 DDIM steps, seed 0, through ``defusion.eval.evaluate``. A well-behaved model peaks
+residual tokens), the model's default sampler, seed 0, through ``defusion.eval.evaluate``. A well-behaved model peaks
 where the instructed sigma matches the true one and degrades gently around it.
 """
 
@@ -40,7 +40,7 @@ def main(argv=None):
         print(f"{inst}: " + ", ".join(f"{t} {table[t][inst]:.2f}" for t in tasks), flush=True)
 
     what = f"first {args.limit}" if args.limit else "all"
-    print(f"\n{args.model}, one pass, {what} images per set (PSNR dB; columns: the instruction)\n")
+    print(f"\n{args.model}, {method.sampler}, {what} images per set (PSNR dB; columns: the instruction)\n")
     print("| task | input | " + " | ".join(instructions) + " |\n|---|" + "---:|" * (len(instructions) + 1))
     for task, row in table.items():
         print(f"| {task} | {row['input']:.2f} | " + " | ".join(f"{row[i]:.2f}" for i in instructions) + " |")

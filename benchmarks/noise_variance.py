@@ -2,10 +2,10 @@
 
     python benchmarks/noise_variance.py --model defusion-small --data-root ../shared/data --limit 5
 
-On the first ``--limit`` images of ``--task`` (instructed with the noise instruction, 4 DDIM steps), through
-``defusion.eval.evaluate``:
+On the first ``--limit`` images of ``--task`` (instructed with the noise instruction, the model's default DDIM
+steps), through ``defusion.eval.evaluate``:
 
-* ``seed 0``: one pass, as the evaluation harness runs it;
+* ``seed 0``: one view (no self-ensemble, whatever the model's default);
 * ``mean of N seeds``: the average of N passes that differ only in the initial noise of the diffusion;
 * ``8 rotations/flips``: the 8 dihedral transforms, no shift (every pass from the same initial noise state);
 * ``4 shifts of S px``: the plain image moved down/right by 0 or S pixels in each direction (``--shifts``): a
@@ -41,9 +41,9 @@ def main(argv=None):
     pipe = PipelineMethod(resolve(args.model)).pipe  # loaded as the harness loads it (fp32, no progress bar)
 
     def restore(img, seeds=(0,), **kwargs):
-        """The mean over ``seeds`` of the instructed restoration (one seed: a plain call)."""
+        """The mean over ``seeds`` of the instructed restoration, one view each (one seed: a single call)."""
         return np.mean([pipe(img, instruction=args.instruction, output_type="np", generator=torch.Generator().manual_seed(s),
-                             **kwargs).images[0] for s in seeds], axis=0)  # fmt: skip
+                             self_ensemble=1, **kwargs).images[0] for s in seeds], axis=0)  # fmt: skip
 
     def views(img, plan):
         """The mean over ``plan`` of (dihedral mode, shift down, shift right) views, each restored with seed 0."""

@@ -38,7 +38,6 @@ import anchors  # noqa: E402
 from defusion import degradations as D
 from defusion.eval import evaluate
 from defusion.eval.methods import PipelineMethod
-from defusion.ensemble import ensemble_passes
 from defusion.weights import resolve
 
 
@@ -115,14 +114,7 @@ def main(argv=None):
     if not args.no_latency:
         lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
-    if method.restorer:
-        how = "one pass"
-    else:  # what ran: the flags, or the model's defaults where they were not given
-        cfg = method.pipe.config
-        steps = cfg.default_steps if args.steps is None else args.steps
-        passes = ensemble_passes(cfg.default_self_ensemble if args.self_ensemble is None else args.self_ensemble)
-        how = f"{steps} steps" + (f", {passes}-pass self-ensemble" if passes > 1 else "")
-    print(f"\n{args.model}, {how}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
+    print(f"\n{args.model}, {method.sampler}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
     print("| task | n | input | blind | instructed | " + "".join(f"{b} | " for b in base) + "mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")
     for r in rows:

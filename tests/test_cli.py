@@ -219,6 +219,7 @@ def test_restore_and_eval_with_a_restorer_pipeline(tmp_path, capsys):
     assert "defusion restore" in capsys.readouterr().err and not (tmp_path / "demo").exists()
     method = load_method(str(tmp_path / "dfpir"))
     assert method.restorer and method.num_parameters == sum(p.numel() for p in method.pipe.restorer.parameters())
+    assert method.sampler == "one pass"
     method.instruction = "rain"
     out = method(img)
     assert out.shape == img.shape and out.dtype == np.float32

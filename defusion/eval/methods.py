@@ -95,6 +95,20 @@ class PipelineMethod:
         names = ("restorer",) if self.restorer else ("unet", "bridge", "adapter", "degradation_tokenizer")
         self.num_parameters = sum(p.numel() for n in names for p in getattr(self.pipe, n).parameters())
 
+    @property
+    def sampler(self) -> str:
+        """What one restoration runs, in words: ``"one pass"`` for a restorer; for a Defusion pipeline the DDIM steps
+        and self-ensemble views (the ones given, else the pipeline's ``default_steps`` / ``default_self_ensemble``),
+        e.g. ``"1 DDIM step x 4 views"``. Degradations that allow fewer views (JPEG: one) get fewer."""
+        if self.restorer:
+            return "one pass"
+        from ..ensemble import ensemble_passes
+
+        cfg = self.pipe.config
+        steps = cfg.default_steps if self.steps is None else self.steps
+        views = ensemble_passes(cfg.default_self_ensemble if self.self_ensemble is None else self.self_ensemble)
+        return f"{steps} DDIM step{'s' if steps != 1 else ''} x {views} view{'s' if views != 1 else ''}"
+
     def for_task(self, task) -> "PipelineMethod":
         """The method to run on ``task``: itself, or (``instruction="task"``) a copy told the task's degradations."""
         if self.instruction != "task":
