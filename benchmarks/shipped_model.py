@@ -114,7 +114,8 @@ def main(argv=None):
     if not args.no_latency:
         lat = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     base = [b for b in args.baselines.split(",") if b]
-    print(f"\n{args.model}, {method.sampler}, {f'first {args.limit}' if args.limit else 'all'} images per set (PSNR dB)\n")
+    what = f"first {args.limit}" if args.limit else "all"
+    print(f"\n{args.model}, {method.sampler}, {what} images per set (PSNR dB)\n")
     print("| task | n | input | blind | instructed | " + "".join(f"{b} | " for b in base) + "mismatched (instruction) |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(base) + "---:|")
     for r in rows:

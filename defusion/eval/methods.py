@@ -99,7 +99,8 @@ class PipelineMethod:
     def sampler(self) -> str:
         """What one restoration runs, in words: ``"one pass"`` for a restorer; for a Defusion pipeline the DDIM steps
         and self-ensemble views (the ones given, else the pipeline's ``default_steps`` / ``default_self_ensemble``),
-        e.g. ``"1 DDIM step x 4 views"``. Degradations that allow fewer views (JPEG: one) get fewer."""
+        e.g. ``"1 DDIM step x up to 4 views"``: an image whose degradation allows fewer views gets fewer (JPEG: one,
+        ``DefusionPipeline.ensemble_views``)."""
         if self.restorer:
             return "one pass"
         from ..ensemble import ensemble_passes
@@ -107,7 +108,7 @@ class PipelineMethod:
         cfg = self.pipe.config
         steps = cfg.default_steps if self.steps is None else self.steps
         views = ensemble_passes(cfg.default_self_ensemble if self.self_ensemble is None else self.self_ensemble)
-        return f"{steps} DDIM step{'s' if steps != 1 else ''} x {views} view{'s' if views != 1 else ''}"
+        return f"{steps} DDIM step{'s' if steps != 1 else ''} x " + (f"up to {views} views" if views > 1 else "1 view")
 
     def for_task(self, task) -> "PipelineMethod":
         """The method to run on ``task``: itself, or (``instruction="task"``) a copy told the task's degradations."""
