@@ -387,3 +387,39 @@ def test_ensemble_distill_views_match_the_pipelines():
         assert torch.equal(shown[..., dy:, dx:], ensemble_view(image, *view)[..., dy:size, dx:size])
         # an identity model's prediction comes back as the image's centre
         assert torch.equal(view_centre(shown, view, margin, centre), image[..., margin:margin + centre, margin:margin + centre])
+
+
+def test_table5_variants_share_data_and_merge_rows(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import table5
+
+    data = tmp_path / "data"
+    cmds = {name: table5.train_command(name, data, tmp_path / name, 64) for name in table5.VARIANTS}
+    common = set(cmds["ours"]) - {str(tmp_path / "ours")}
+    for name, cmd in cmds.items():  # one recipe; each variant adds its own switches only
+        assert common <= set(cmd) | {"inference", "--timestep_sampling", "--p_first_step", "0.5"}, name
+        assert cmd[cmd.index("--max_train_steps") + 1] == "2" and cmd[cmd.index("--seed") + 1] == "0"
+    assert cmds["image_space"][-2:] == ["--diffusion_space", "image"]
+    with pytest.raises(ValueError, match="multiple"):
+        table5.train_command("ours", data, tmp_path, 100)
+    # the pool ground's bank is reused by variants with that ground, never by a blank-ground one
+    bank = tmp_path / "runs" / "ours" / "instruction_bank"
+    bank.mkdir(parents=True)
+    (bank / "specs.json").write_text("[]")
+    table5.share_bank("no_instruction", tmp_path / "runs")
+    table5.share_bank("blank_ground", tmp_path / "runs")
+    assert (tmp_path / "runs" / "no_instruction" / "instruction_bank" / "specs.json").is_file()
+    assert not (tmp_path / "runs" / "blank_ground").exists()
+    # a rerun replaces its row; rows keep the table's order
+    results = tmp_path / "table5.json"
+    row = {"train_samples": 200_000, "psnr": {"CBSD68:noise25": 27.0}, "input_psnr": {"CBSD68:noise25": 20.5}}
+    table5.merge_row(results, {"name": "image_space", **row})
+    table5.merge_row(results, {"name": "ours", **row, "psnr_4steps": {"CBSD68:noise25": 27.5}})
+    table5.merge_row(results, {"name": "image_space", **row, "psnr": {"CBSD68:noise25": 26.0}})
+    rows = json.loads(results.read_text())["variants"]
+    assert [r["name"] for r in rows] == ["ours", "image_space"] and rows[1]["psnr"]["CBSD68:noise25"] == 26.0
+    md = table5.markdown(results)
+    assert "| ours (4 steps) | 200,000 | 27.50 |" in md and "| image_space | 200,000 | 26.00 |" in md
+    assert "| input | | 20.50 |" in md

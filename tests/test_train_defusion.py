@@ -234,6 +234,26 @@ def test_instruction_bank_and_mismatch_train_and_resume(clean_dir, tmp_path):
     assert bridge_cfg["num_res_blocks"] == 2 and bridge_cfg["feature_channels"][0] == 16
 
 
+def test_bank_draws_the_data_of_a_run_without_instructions(clean_dir, tmp_path):
+    """--instruction_mode none with a bank: the bank's specs degrade the images (the same data as a run with
+    instructions, for ablations), the denoiser sees zero tokens."""
+    import torch
+    from train_defusion import instruction_tokens
+
+    args = parse_args(base(clean_dir, tmp_path, 2, "--val_holdout", "0", "--kinds", "noise,rain",
+                           "--instruction_bank", "6", "--ground_cache", "2", "--instruction_mode", "none",
+                           "--data_on_device"))  # fmt: skip
+    hist = main(args)
+    assert [h["step"] for h in hist] == [1, 2] and np.isfinite(hist[-1]["loss"])
+    specs = json.loads((tmp_path / "instruction_bank" / "specs.json").read_text())
+    assert len(specs) == 6
+    from defusion import DefusionPipeline
+
+    tok = DefusionPipeline.from_pretrained(tmp_path / "pipeline").degradation_tokenizer
+    batch = {"lq": torch.rand(3, 3, 8, 8), "tokens": torch.ones(3, tok.num_tokens, tok.token_dim)}
+    assert not instruction_tokens(args, batch, tok, None).any()
+
+
 def test_severity_ranges_reach_the_bank(clean_dir, tmp_path):
     extra = ["--val_holdout", "0", "--kinds", "noise,jpeg", "--severity", "jpeg=0.8:1,noise=0.5",
              "--instruction_bank", "12", "--ground_cache", "2"]  # fmt: skip
@@ -265,8 +285,12 @@ def test_params_reach_the_bank(clean_dir, tmp_path):
 
 
 def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
-    with pytest.raises(SystemExit):
-        parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "none"))
+    with pytest.raises(SystemExit):  # text instructions cannot come from a bank of visual ones
+        parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "text",
+                        "--text_encoder", "x", "--text_tokenizer", "y"))  # fmt: skip
+    with pytest.raises(SystemExit):  # a mismatched instruction needs an instruction
+        parse_args(base(clean_dir, tmp_path, 1, "--instruction_bank", "4", "--instruction_mode", "none",
+                        "--p_mismatch", "0.2"))  # fmt: skip
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 1, "--p_mismatch", "1.5"))
     with pytest.raises(SystemExit):

@@ -94,7 +94,7 @@ def parse_args(input_args=None):
     g = p.add_argument_group("model")
     g.add_argument("--pretrained", "--pretrained_pipeline", dest="pretrained", default=None,
                    help="start from a shipped model (defusion-small) or a saved DefusionPipeline folder")
-    g.add_argument("--preset", default="small", choices=["tiny", "small", "paper"], help="size of a fresh model")
+    g.add_argument("--preset", default="small", choices=["tiny", "mini", "small", "paper"], help="size of a fresh U-Net")
     g.add_argument("--tokenizer", default=None, help="trained DegradationTokenizer folder (frozen); a fresh model "
                    "needs one except for tiny")  # fmt: skip
     g.add_argument("--bridge_blocks", type=int, default=1, help="residual blocks per level of a fresh bridge")
@@ -212,8 +212,11 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error("--tokenizer (a trained DegradationTokenizer folder) is required for this preset")
     if args.no_instruction:
         args.instruction_mode = "none"
-    if (args.instruction_bank or args.p_mismatch) and args.instruction_mode != "visual":
-        p.error("--instruction_bank and --p_mismatch need --instruction_mode visual")
+    if args.p_mismatch and args.instruction_mode != "visual":
+        p.error("--p_mismatch needs --instruction_mode visual")
+    if args.instruction_bank and args.instruction_mode == "text":
+        p.error("--instruction_bank needs --instruction_mode visual or none (with none its specs only draw the "
+                "degradations, so an ablation without instructions trains on the same data)")
     if args.instruction_bank and (args.paired or args.hf_imagefolder or (args.train_dir and paired_layout(args.train_dir))):
         p.error("--instruction_bank works with clean images only (--clean_dirs, or a --train_dir of clean images)")
     if args.data_on_device and (not args.instruction_bank or args.paired or args.hf_imagefolder
