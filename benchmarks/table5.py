@@ -3,11 +3,12 @@
     python benchmarks/table5.py --variants ours,image_space,no_instruction,blank_ground [--samples 200000] \\
         [--out runs/table5] [--data-root ../shared/data] [--results benchmarks/results/table5.json]
 
-Every variant is the ``mini`` U-Net (``DefusionUNet.from_preset("mini")``, 2.6 M parameters with its bridge and
-adapter) trained by ``train/train_defusion.py`` from scratch with the shipped, frozen degradation tokenizer, on
-BSD400 (its last 8 images held out) with synthetic noise / rain / haze drawn from one 1,024-entry instruction bank
-(the same specs for every variant, so every variant sees the same degradations), 64 px crops, batch 32, bf16, EMA,
-seed 0, for ``--samples`` samples. The variants change one thing each (``VARIANTS``):
+Every variant is the ``mini`` U-Net (``DefusionUNet.from_preset("mini")``) with a bridge of three residual blocks a
+level (32 channels at full resolution) and the adapter, trained by ``train/train_defusion.py`` from scratch with
+the shipped, frozen degradation tokenizer, on BSD400 (its last 8 images held out) with synthetic noise / rain /
+haze drawn from one 1,024-entry instruction bank (the same specs for every variant, so every variant sees the same
+degradations), 64 px crops, batch 32, learning rate 1e-3 (cosine), bf16, EMA, seed 0, for ``--samples`` samples.
+The variants change one thing each (``VARIANTS``):
 
 * ``ours``: visual instructions on the TE42-like ground pool, diffusion in degradation space (y0 = x_LQ - x_HQ);
 * ``image_space``: the same in image space (y0 = x_HQ), Table 5's "naive diffusion";
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -56,6 +58,13 @@ VARIANTS: dict[str, tuple[list[str], bool, tuple[int, ...]]] = {
 BATCH, CROP, BANK = 32, 64, 1024
 
 
+def shown(arg: str) -> str:
+    """A command argument as the results file shows it: paths inside the repository or beside it, relative to it."""
+    if arg.startswith(str(ROOT.parent) + "/"):
+        return os.path.relpath(arg, ROOT)
+    return arg
+
+
 def train_command(name: str, data_root: Path, out: Path, samples: int) -> list[str]:
     """The training run of one variant (the same for every variant but its own flags)."""
     if samples % BATCH:
@@ -64,7 +73,8 @@ def train_command(name: str, data_root: Path, out: Path, samples: int) -> list[s
             "--tokenizer", str(ROOT / "defusion" / "weights" / "defusion-small" / "degradation_tokenizer"),
             "--clean_dirs", str(data_root / "BSD400" / "gt"), "--kinds", "noise,rain,haze",
             "--resolution", str(CROP), "--train_batch_size", str(BATCH), "--max_train_steps", str(samples // BATCH),
-            "--learning_rate", "2e-4", "--min_learning_rate", "1e-6", "--lr_warmup_steps", "100",
+            "--bridge_blocks", "3", "--bridge_width0", "32",
+            "--learning_rate", "1e-3", "--min_learning_rate", "1e-6", "--lr_warmup_steps", "100",
             "--mixed_precision", "bf16", "--use_ema", "--data_on_device", "--instruction_bank", str(BANK),
             "--ground_cache", "256", "--validation_steps", "0", "--checkpointing_steps", "500",
             "--checkpoints_total_limit", "1", "--log_every", "50", "--report_to", "none", "--seed", "0", "--cpu",
@@ -164,8 +174,7 @@ def main(argv=None):
         losses = [r["loss"] for r in history if "loss" in r]
         row = {"name": name, "train_samples": history[-1]["step"] * BATCH, "steps": history[-1]["step"],
                "batch": BATCH, "crop": CROP, "model": "mini", "final_loss": round(losses[-1], 5) if losses else None,
-               "command": shlex.join(["python", *(str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c
-                                                  for c in cmd[1:])]),
+               "command": shlex.join(["python", *map(shown, cmd[1:])]),
                "eval": "harness, fp32, seed 0, one view, told the task's degradation" if VARIANTS[name][1] else
                        "harness, fp32, seed 0, one view, no instruction",
                "torch": torch.__version__, "date": datetime.date.today().isoformat()}  # fmt: skip

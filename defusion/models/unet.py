@@ -46,7 +46,7 @@ PRESETS = {
         cross_attention_dim=8, attention_head_dim=2, in_channels=3, out_channels=3,
     ),
     # CPU-scale ablations (Defusion Table 5 in benchmarks/table5.py): the small preset's shape at half its widths
-    # and one res block a level, about 125 training samples/s at 64 px on two CPU cores
+    # and one res block a level; with table5.py's bridge, 75 training samples/s at 64 px on two CPU cores
     "mini": dict(
         block_out_channels=(16, 32, 64, 96),
         down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
