@@ -3,7 +3,8 @@
     python benchmarks/table5.py --variants ours,image_space,no_instruction,blank_ground [--samples 200000] \\
         [--out runs/table5] [--data-root ../shared/data] [--results benchmarks/results/table5.json]
 
-Every variant is the ``mini`` U-Net (``DefusionUNet.from_preset("mini")``) with a bridge of three residual blocks a
+Every variant is the ``MINI`` U-Net (the small preset's shape at half its widths and one res block a level, 2.4 M
+parameters) with a bridge of three residual blocks a
 level (32 channels at full resolution) and the adapter, trained by ``train/train_defusion.py`` from scratch with
 the shipped, frozen degradation tokenizer, on BSD400 (its last 8 images held out) with synthetic noise / rain /
 haze drawn from one 1,024-entry instruction bank (the same specs for every variant, so every variant sees the same
@@ -56,6 +57,8 @@ VARIANTS: dict[str, tuple[list[str], bool, tuple[int, ...]]] = {
     "epsilon": (["--prediction_type", "epsilon", "--timestep_sampling", "uniform"], True, (1, 4)),
 }
 BATCH, CROP, BANK = 32, 64, 1024
+# DefusionUNet arguments that replace the small preset's (75 training samples/s at 64 px on two CPU cores)
+MINI = {"block_out_channels": [16, 32, 64, 96], "layers_per_block": 1, "norm_num_groups": 8, "cross_attention_dim": 64}
 
 
 def shown(arg: str) -> str:
@@ -69,7 +72,7 @@ def train_command(name: str, data_root: Path, out: Path, samples: int) -> list[s
     """The training run of one variant (the same for every variant but its own flags)."""
     if samples % BATCH:
         raise ValueError(f"--samples must be a multiple of the batch size {BATCH}")
-    return [sys.executable, str(ROOT / "train" / "train_defusion.py"), "--preset", "mini",
+    return [sys.executable, str(ROOT / "train" / "train_defusion.py"), "--preset", "small", "--unet_overrides", json.dumps(MINI),
             "--tokenizer", str(ROOT / "defusion" / "weights" / "defusion-small" / "degradation_tokenizer"),
             "--clean_dirs", str(data_root / "BSD400" / "gt"), "--kinds", "noise,rain,haze",
             "--resolution", str(CROP), "--train_batch_size", str(BATCH), "--max_train_steps", str(samples // BATCH),

@@ -39,7 +39,13 @@ def test_small_preset_sizes():
     assert unet.patch_size == 2 and unet.downsample_factor == 16
     assert sum(p.numel() for p in unet.parameters()) == 14_063_500
     assert DefusionUNet.from_preset("paper").patch_size == 1
-    mini = DefusionUNet.from_preset("mini")  # the Table 5 ablations' size (benchmarks/table5.py)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from table5 import MINI
+
+    mini = DefusionUNet.from_preset("small", **MINI)  # the Table 5 ablations' size (benchmarks/table5.py)
     assert (mini.patch_size, mini.downsample_factor) == (2, 16)
     assert sum(p.numel() for p in mini.parameters()) == 2_415_932
 

@@ -242,14 +242,16 @@ def test_bank_draws_the_data_of_a_run_without_instructions(clean_dir, tmp_path):
 
     args = parse_args(base(clean_dir, tmp_path, 2, "--val_holdout", "0", "--kinds", "noise,rain",
                            "--instruction_bank", "6", "--ground_cache", "2", "--instruction_mode", "none",
-                           "--data_on_device"))  # fmt: skip
+                           "--data_on_device", "--unet_overrides", '{"block_out_channels": [8, 24]}'))  # fmt: skip
     hist = main(args)
     assert [h["step"] for h in hist] == [1, 2] and np.isfinite(hist[-1]["loss"])
     specs = json.loads((tmp_path / "instruction_bank" / "specs.json").read_text())
     assert len(specs) == 6
     from defusion import DefusionPipeline
 
-    tok = DefusionPipeline.from_pretrained(tmp_path / "pipeline").degradation_tokenizer
+    saved = DefusionPipeline.from_pretrained(tmp_path / "pipeline")
+    assert list(saved.unet.config.block_out_channels) == [8, 24]  # --unet_overrides shaped the fresh U-Net
+    tok = saved.degradation_tokenizer
     batch = {"lq": torch.rand(3, 3, 8, 8), "tokens": torch.ones(3, tok.num_tokens, tok.token_dim)}
     assert not instruction_tokens(args, batch, tok, None).any()
 
@@ -293,6 +295,9 @@ def test_bank_and_mismatch_arguments(clean_dir, tmp_path):
                         "--p_mismatch", "0.2"))  # fmt: skip
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 1, "--p_mismatch", "1.5"))
+    for bad in ("{block_out_channels: 8}", '{"widths": [8, 16]}', "[8, 16]"):
+        with pytest.raises(SystemExit):
+            parse_args(base(clean_dir, tmp_path, 1, "--unet_overrides", bad))
     with pytest.raises(SystemExit):
         parse_args(base(clean_dir, tmp_path, 1, "--bridge_blocks", "0"))
     with pytest.raises(SystemExit):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import itertools
 import json
 import logging
@@ -94,7 +95,9 @@ def parse_args(input_args=None):
     g = p.add_argument_group("model")
     g.add_argument("--pretrained", "--pretrained_pipeline", dest="pretrained", default=None,
                    help="start from a shipped model (defusion-small) or a saved DefusionPipeline folder")
-    g.add_argument("--preset", default="small", choices=["tiny", "mini", "small", "paper"], help="size of a fresh U-Net")
+    g.add_argument("--preset", default="small", choices=["tiny", "small", "paper"], help="size of a fresh model")
+    g.add_argument("--unet_overrides", default=None, help='JSON of DefusionUNet arguments that replace the preset\'s, '
+                   'e.g. \'{"block_out_channels": [16, 32, 64, 96], "layers_per_block": 1}\' (a fresh model only)')
     g.add_argument("--tokenizer", default=None, help="trained DegradationTokenizer folder (frozen); a fresh model "
                    "needs one except for tiny")  # fmt: skip
     g.add_argument("--bridge_blocks", type=int, default=1, help="residual blocks per level of a fresh bridge")
@@ -210,6 +213,16 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             p.error(f"--degradation: {e}")
     if args.tokenizer is None and args.preset != "tiny" and args.pretrained is None:
         p.error("--tokenizer (a trained DegradationTokenizer folder) is required for this preset")
+    if args.unet_overrides is not None:
+        try:
+            args.unet_overrides = json.loads(args.unet_overrides)
+        except json.JSONDecodeError as e:
+            p.error(f"--unet_overrides is not JSON: {e}")
+        known = set(inspect.signature(DefusionUNet.__init__).parameters) - {"self"}
+        if not isinstance(args.unet_overrides, dict) or not set(args.unet_overrides) <= known:
+            p.error(f"--unet_overrides takes a JSON object of DefusionUNet arguments, got {args.unet_overrides!r}")
+        if args.pretrained:
+            p.error("--unet_overrides shapes a fresh model; --pretrained keeps its own")
     if args.no_instruction:
         args.instruction_mode = "none"
     if args.p_mismatch and args.instruction_mode != "visual":
@@ -372,7 +385,7 @@ def build_pipeline(args) -> DefusionPipeline:
         if args.tokenizer:
             pipe.degradation_tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer)
     else:
-        unet = DefusionUNet.from_preset(args.preset)
+        unet = DefusionUNet.from_preset(args.preset, **(args.unet_overrides or {}))
         tokenizer = DegradationTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else DegradationTokenizer.from_preset(args.preset)
         fc = [args.bridge_width0] + unet.encoder_channels[1:] if args.bridge_width0 else None
         bridge = ImageRestorationBridge.for_unet(unet, feature_channels=fc, num_res_blocks=args.bridge_blocks)

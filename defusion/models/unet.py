@@ -45,15 +45,6 @@ PRESETS = {
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1, norm_num_groups=4,
         cross_attention_dim=8, attention_head_dim=2, in_channels=3, out_channels=3,
     ),
-    # CPU-scale ablations (Defusion Table 5 in benchmarks/table5.py): the small preset's shape at half its widths
-    # and one res block a level; with table5.py's bridge, 75 training samples/s at 64 px on two CPU cores
-    "mini": dict(
-        block_out_channels=(16, 32, 64, 96),
-        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=8, cross_attention_dim=64, attention_head_dim=4,
-        in_channels=12, out_channels=12,
-    ),
     # what ships: 4 levels, attention (self + instruction cross-attention) only at 1/8 resolution and in the
     # mid block, so a 512 x 512 restore stays cheap on a CPU
     "small": dict(
