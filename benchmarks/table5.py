@@ -120,9 +120,12 @@ def evaluate_variant(name: str, pipeline: Path, data_root: Path, out: Path, limi
     return row
 
 
-def merge_row(results: Path, row: dict) -> None:
-    """Replace (or add) the row of ``row["name"]`` in the results file."""
+def merge_row(results: Path, row: dict, keep: tuple[str, ...] = ()) -> None:
+    """Replace (or add) the row of ``row["name"]`` in the results file; ``keep``: fields of the replaced row that
+    ``row`` does not have and that stay true (how long its training took, when only its evaluation is rerun)."""
     data = json.loads(results.read_text()) if results.is_file() else {"variants": []}
+    old = next((r for r in data["variants"] if r["name"] == row["name"]), {})
+    row = {**{k: old[k] for k in keep if k in old and k not in row}, **row}
     data["variants"] = [r for r in data["variants"] if r["name"] != row["name"]] + [row]
     order = list(VARIANTS)
     data["variants"].sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
@@ -169,7 +172,8 @@ def main(argv=None):
         out = Path(args.out) / name
         cmd = train_command(name, data_root, out, args.samples)
         t0 = time.time()
-        if not (out / "pipeline" / "model_index.json").is_file():
+        trained = not (out / "pipeline" / "model_index.json").is_file()
+        if trained:
             share_bank(name, Path(args.out))
             subprocess.run(cmd, check=True)
         train_minutes = (time.time() - t0) / 60
@@ -181,12 +185,12 @@ def main(argv=None):
                "eval": "harness, fp32, seed 0, one view, told the task's degradation" if VARIANTS[name][1] else
                        "harness, fp32, seed 0, one view, no instruction",
                "torch": torch.__version__, "date": datetime.date.today().isoformat()}  # fmt: skip
-        if train_minutes > 1:
+        if trained:  # this call's share when it resumed an interrupted run
             row["train_minutes_cpu"] = round(train_minutes, 1)
         row.update(evaluate_variant(name, out / "pipeline", data_root, out, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit
-        merge_row(results, row)
+        merge_row(results, row, keep=() if trained else ("train_minutes_cpu", "ran_as"))
         print(f"{name}: {row['psnr']}", flush=True)
     print(markdown(results))
     return 0

@@ -420,6 +420,12 @@ def test_table5_variants_share_data_and_merge_rows(tmp_path):
     table5.merge_row(results, {"name": "image_space", **row, "psnr": {"CBSD68:noise25": 26.0}})
     rows = json.loads(results.read_text())["variants"]
     assert [r["name"] for r in rows] == ["ours", "image_space"] and rows[1]["psnr"]["CBSD68:noise25"] == 26.0
+    # re-evaluating a trained variant keeps what its training recorded
+    table5.merge_row(results, {"name": "ours", **row, "train_minutes_cpu": 45.0})
+    table5.merge_row(results, {"name": "ours", **row, "psnr_4steps": {"CBSD68:noise25": 27.5}}, keep=("train_minutes_cpu",))
+    assert json.loads(results.read_text())["variants"][0]["train_minutes_cpu"] == 45.0
+    table5.merge_row(results, {"name": "ours", **row, "psnr_4steps": {"CBSD68:noise25": 27.5}})
+    assert "train_minutes_cpu" not in json.loads(results.read_text())["variants"][0]
     md = table5.markdown(results)
     assert "| ours (4 steps) | 200,000 | 27.50 |" in md and "| image_space | 200,000 | 26.00 |" in md
     assert "| input | | 20.50 |" in md
