@@ -31,6 +31,7 @@ pipeline is only evaluated; an interrupted one resumes from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -120,16 +121,39 @@ def evaluate_variant(name: str, pipeline: Path, data_root: Path, out: Path, limi
     return row
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on the file ``path`` (created empty if missing; POSIX, elsewhere no lock), so variants
+    run side by side in separate processes do not overwrite each other's rows."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: run variants one at a time
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def merge_row(results: Path, row: dict, keep: tuple[str, ...] = ()) -> None:
     """Replace (or add) the row of ``row["name"]`` in the results file; ``keep``: fields of the replaced row that
     ``row`` does not have and that stay true (how long its training took, when only its evaluation is rerun)."""
-    data = json.loads(results.read_text()) if results.is_file() else {"variants": []}
+    with locked(results):
+        _merge_row(results, row, keep)
+
+
+def _merge_row(results: Path, row: dict, keep: tuple[str, ...]) -> None:
+    text = results.read_text() if results.is_file() else ""
+    data = json.loads(text) if text.strip() else {"variants": []}
     old = next((r for r in data["variants"] if r["name"] == row["name"]), {})
     row = {**{k: old[k] for k in keep if k in old and k not in row}, **row}
     data["variants"] = [r for r in data["variants"] if r["name"] != row["name"]] + [row]
     order = list(VARIANTS)
     data["variants"].sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
-    results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -187,10 +211,11 @@ def main(argv=None):
                "torch": torch.__version__, "date": datetime.date.today().isoformat()}  # fmt: skip
         if trained:  # this call's share when it resumed an interrupted run
             row["train_minutes_cpu"] = round(train_minutes, 1)
+            row["cpu_threads"] = torch.get_num_threads()
         row.update(evaluate_variant(name, out / "pipeline", data_root, out, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit
-        merge_row(results, row, keep=() if trained else ("train_minutes_cpu", "ran_as"))
+        merge_row(results, row, keep=() if trained else ("train_minutes_cpu", "cpu_threads", "ran_as"))
         print(f"{name}: {row['psnr']}", flush=True)
     print(markdown(results))
     return 0

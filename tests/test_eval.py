@@ -429,3 +429,25 @@ def test_table5_variants_share_data_and_merge_rows(tmp_path):
     md = table5.markdown(results)
     assert "| ours (4 steps) | 200,000 | 27.50 |" in md and "| image_space | 200,000 | 26.00 |" in md
     assert "| input | | 20.50 |" in md
+
+
+def test_table5_rows_merged_side_by_side_are_all_kept(tmp_path):
+    """Variants run in parallel processes each merge their row when done: a lock keeps every row."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import table5
+
+    results = tmp_path / "results" / "table5.json"
+    row = {"train_samples": 64, "psnr": {"CBSD68:noise25": 21.0}, "input_psnr": {"CBSD68:noise25": 20.5}}
+
+    def merge(i):
+        name = list(table5.VARIANTS)[i % len(table5.VARIANTS)]
+        table5.merge_row(results, {"name": name, **row, "run": i})
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(merge, range(60)))
+    rows = json.loads(results.read_text())["variants"]
+    assert [r["name"] for r in rows] == list(table5.VARIANTS)
+    assert not list(results.parent.glob("*.lock"))  # nothing beside the results file
