@@ -31,7 +31,6 @@ pipeline is only evaluated; an interrupted one resumes from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -43,6 +42,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import budget_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,54 +123,13 @@ def evaluate_variant(name: str, pipeline: Path, data_root: Path, out: Path, limi
     return row
 
 
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock on the file ``path`` (created empty if missing; POSIX, elsewhere no lock), so variants
-    run side by side in separate processes do not overwrite each other's rows."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: run variants one at a time
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def merge_row(results: Path, row: dict, keep: tuple[str, ...] = ()) -> None:
-    """Replace (or add) the row of ``row["name"]`` in the results file; ``keep``: fields of the replaced row that
-    ``row`` does not have and that stay true (how long its training took, when only its evaluation is rerun)."""
-    with locked(results):
-        _merge_row(results, row, keep)
-
-
-def _merge_row(results: Path, row: dict, keep: tuple[str, ...]) -> None:
-    text = results.read_text() if results.is_file() else ""
-    data = json.loads(text) if text.strip() else {"variants": []}
-    old = next((r for r in data["variants"] if r["name"] == row["name"]), {})
-    row = {**{k: old[k] for k in keep if k in old and k not in row}, **row}
-    data["variants"] = [r for r in data["variants"] if r["name"] != row["name"]] + [row]
-    order = list(VARIANTS)
-    data["variants"].sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
-    results.write_text(json.dumps(data, indent=1) + "\n")
+    """Replace (or add) the row of ``row["name"]`` in the results file (``budget_rows.merge_row``)."""
+    budget_rows.merge_row(results, row, "variants", list(VARIANTS), keep)
 
 
 def markdown(results: Path) -> str:
-    data = json.loads(results.read_text())
-    tasks = list(dict.fromkeys(t for r in data["variants"] for t in r["psnr"]))
-    lines = ["| variant | train samples | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
-    inp = data["variants"][0]["input_psnr"]
-    lines.append("| input | | " + " | ".join(f"{inp.get(t, float('nan')):.2f}" for t in tasks) + " |")
-    for r in data["variants"]:
-        for key in [k for k in r if k.startswith("psnr")]:
-            label = r["name"] + ("" if key == "psnr" else f" ({key.split('_')[1].replace('steps', ' steps')})")
-            vals = " | ".join(f"{r[key][t]:.2f}" if t in r[key] else "" for t in tasks)
-            lines.append(f"| {label} | {r['train_samples']:,} | {vals} |")
-    return "\n".join(lines)
+    return budget_rows.markdown(results, "variants")
 
 
 def main(argv=None):

@@ -451,3 +451,43 @@ def test_table5_rows_merged_side_by_side_are_all_kept(tmp_path):
     rows = json.loads(results.read_text())["variants"]
     assert [r["name"] for r in rows] == list(table5.VARIANTS)
     assert not list(results.parent.glob("*.lock"))  # nothing beside the results file
+
+
+def test_restorers_ranking_trains_each_model_once_and_merges_its_row(tmp_path, photo):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import restorers_ranking as rk
+
+    from defusion.images import save_image
+
+    data = tmp_path / "data"
+    (data / "BSD400" / "gt").mkdir(parents=True)
+    for i in range(12):  # 8 held out, 4 x (3 + 1 + 1) repeats = 20 training samples
+        save_image(photo[i * 8 : i * 8 + 72, i * 12 : i * 12 + 72], data / "BSD400" / "gt" / f"{i:02d}.png")
+    cmds = {m: rk.train_command(m, data, tmp_path / m, 160_000, "small") for m in rk.MODELS}
+    for m, cmd in cmds.items():  # one recipe; only ClearAIR adds its perception parts
+        assert cmd[cmd.index("--max_train_steps") + 1] == "10000" and cmd[cmd.index("--model") + 1] == m
+        assert cmd[: cmd.index("--model")] == cmds["restormer"][: cmd.index("--model")]
+        assert len(cmd) == len(cmds["restormer"]) + (4 if m == "clearair" else 0)
+    for bad in (100, 0):
+        with pytest.raises(ValueError, match="multiple"):
+            rk.train_command("restormer", data, tmp_path, bad, "small")
+    with pytest.raises(SystemExit):  # the shipped identifier fits ClearAIR's small preset only
+        rk.main(["--models", "clearair", "--preset", "tiny", "--data-root", str(data)])
+    with pytest.raises(SystemExit):
+        rk.main(["--models", "restormer,unknown", "--data-root", str(data)])
+
+    results = tmp_path / "ranking.json"
+    argv = ["--models", "restormer", "--preset", "tiny", "--samples", "32", "--out", str(tmp_path / "runs"),
+            "--data-root", str(data), "--tasks", "BSD400:noise25", "--results", str(results), "--limit", "1"]  # fmt: skip
+    assert rk.main(argv) == 0
+    (row,) = json.loads(results.read_text())["restorers"]
+    assert row["name"] == "restormer" and row["train_samples"] == 32 and row["preset"] == "tiny"
+    assert set(row["psnr"]) == {"BSD400:noise25"} and row["num_parameters"] == 208_213
+    assert "train_minutes_cpu" in row and "--model restormer --preset tiny" in row["command"]
+    trained = (tmp_path / "runs" / "restormer" / "pipeline" / "restorer" / "config.json").stat().st_mtime
+    assert rk.main(argv) == 0  # a trained model is only evaluated again, keeping its training time
+    assert (tmp_path / "runs" / "restormer" / "pipeline" / "restorer" / "config.json").stat().st_mtime == trained
+    assert json.loads(results.read_text())["restorers"][0]["train_minutes_cpu"] == row["train_minutes_cpu"]
+    assert "| restormer | 32 |" in rk.budget_rows.markdown(results, "restorers")

@@ -104,6 +104,15 @@ def test_clearair_records_its_icrm_loss(clean_dir, tmp_path):
     assert list((tmp_path / "regions").glob("*.npz"))
 
 
+def test_clearair_rejects_an_identifier_of_another_size_before_training(clean_dir, tmp_path):
+    from defusion.perception import DegradationIdentifier
+
+    DegradationIdentifier.from_preset("small").save_pretrained(tmp_path / "ident")  # 410 values; tiny expects 58
+    with pytest.raises(ValueError, match="410-value quality embedding; clearair tiny expects 58"):
+        main(parse_args(args(clean_dir, tmp_path / "run", "clearair", 2, "--identifier", str(tmp_path / "ident"))))
+    assert not (tmp_path / "run" / "train_history.jsonl").exists()
+
+
 def test_export_a_restorer_pipeline_compact_or_fp16(tmp_path):
     import torch
 

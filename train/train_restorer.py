@@ -187,6 +187,13 @@ def build_conditioner(args, model, device):
             identifier = DegradationIdentifier.from_preset("tiny" if args.preset == "tiny" else "small")
         identifier = identifier.to(device).eval().requires_grad_(False)
         aux["components"]["identifier"] = identifier
+        if "quality" in wanted:
+            from defusion.perception.iqa import IQAEmbedding
+
+            got, expected = IQAEmbedding(identifier).dim, model.config.quality_dim
+            if got != expected:
+                raise ValueError(f"--identifier gives a {got}-value quality embedding; {args.model} {args.preset} "
+                                 f"expects {expected}: use an identifier of the matching size or another --preset")
     if "masks" in wanted:
         regions = RegionMasks.from_pretrained(args.sam, cache_dir=args.region_cache) if args.sam else RegionMasks(cache_dir=args.region_cache)
         logging.info("region masks: %s", regions.backend)

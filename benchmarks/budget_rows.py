@@ -1,0 +1,59 @@
+"""Results files with one row per trained model at a fixed budget (``table5.py``'s variants, ``restorers_ranking.py``'s
+restorers): ``{key: [row, ...]}``, each row with ``name``, ``train_samples``, ``input_psnr`` and ``psnr`` (and
+``psnr_<N>steps`` for other sampler settings). Rows are merged one at a time under a lock, so models trained in
+separate processes or sessions land in one file, and the file prints as a markdown table."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on the file ``path`` (created empty if missing; POSIX, elsewhere no lock), so runs side
+    by side in separate processes do not overwrite each other's rows."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: run one model at a time
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def merge_row(results: Path, row: dict, key: str, order: list[str], keep: tuple[str, ...] = ()) -> None:
+    """Replace (or add) the row of ``row["name"]`` in ``results[key]``, rows sorted by ``order`` (others last);
+    ``keep``: fields of the replaced row that ``row`` does not have and that stay true (how long its training took,
+    when only its evaluation is rerun)."""
+    results = Path(results)
+    with locked(results):
+        text = results.read_text() if results.is_file() else ""
+        data = json.loads(text) if text.strip() else {key: []}
+        rows = data.setdefault(key, [])
+        old = next((r for r in rows if r["name"] == row["name"]), {})
+        row = {**{k: old[k] for k in keep if k in old and k not in row}, **row}
+        rows = [r for r in rows if r["name"] != row["name"]] + [row]
+        data[key] = sorted(rows, key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+        results.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def markdown(results: Path, key: str) -> str:
+    """The rows as a markdown table: an input row, then one row per model and sampler setting."""
+    rows = json.loads(Path(results).read_text())[key]
+    tasks = list(dict.fromkeys(t for r in rows for t in r["psnr"]))
+    lines = [f"| {key[:-1]} | train samples | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
+    inp = {t: v for r in rows for t, v in r["input_psnr"].items()}
+    lines.append("| input | | " + " | ".join(f"{inp[t]:.2f}" if t in inp else "" for t in tasks) + " |")
+    for r in rows:
+        for k in [k for k in r if k.startswith("psnr")]:
+            label = r["name"] + ("" if k == "psnr" else f" ({k.split('_')[1].replace('steps', ' steps')})")
+            vals = " | ".join(f"{r[k][t]:.2f}" if t in r[k] else "" for t in tasks)
+            lines.append(f"| {label} | {r['train_samples']:,} | {vals} |")
+    return "\n".join(lines)
