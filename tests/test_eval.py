@@ -491,3 +491,21 @@ def test_restorers_ranking_trains_each_model_once_and_merges_its_row(tmp_path, p
     assert (tmp_path / "runs" / "restormer" / "pipeline" / "restorer" / "config.json").stat().st_mtime == trained
     assert json.loads(results.read_text())["restorers"][0]["train_minutes_cpu"] == row["train_minutes_cpu"]
     assert "| restormer | 32 |" in rk.budget_rows.markdown(results, "restorers")
+
+
+def test_y0_probe_reports_every_timestep_deterministically(tmp_path, photo):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import y0_probe
+
+    from defusion.images import save_image
+    from defusion.pipelines import DefusionPipeline
+
+    for i in range(9):  # the probe takes the last 8, as training holds them out
+        save_image(photo[i * 8 : i * 8 + 40, i * 8 : i * 8 + 40], tmp_path / "data" / "BSD400" / "gt" / f"{i}.png")
+    DefusionPipeline.from_preset("tiny").save_pretrained(tmp_path / "pipe")
+    first = y0_probe.probe(tmp_path / "pipe", tmp_path / "data", "noise25", crop=32, timesteps=(10, 999))
+    assert set(first) == {"input_mse", 10, 999} and all(np.isfinite(v) and v >= 0 for v in first.values())
+    assert 0.025 < first["input_mse"] < 0.039  # sigma 25 in [-1, 1] units: (2 * 25 / 255) ** 2 = 0.0384, less where clipped
+    assert y0_probe.probe(tmp_path / "pipe", tmp_path / "data", "noise25", crop=32, timesteps=(10, 999)) == first
