@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shown(arg: str) -> str:
+    """A command argument as the results file shows it: paths inside the repository or beside it, relative to it."""
+    if arg.startswith(str(ROOT.parent) + "/"):
+        return os.path.relpath(arg, ROOT)
+    return arg
 
 
 @contextlib.contextmanager

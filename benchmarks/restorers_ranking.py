@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import budget_rows  # noqa: E402
-from table5 import shown  # noqa: E402
+from budget_rows import shown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["restormer", "promptir", "dfpir", "perceive_ir", "clearair"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -45,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import budget_rows  # noqa: E402
+from budget_rows import shown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,13 +62,6 @@ VARIANTS: dict[str, tuple[list[str], bool, tuple[int, ...]]] = {
 BATCH, CROP, BANK = 32, 64, 1024
 # DefusionUNet arguments that replace the small preset's (75 training samples/s at 64 px on two CPU cores)
 MINI = {"block_out_channels": [16, 32, 64, 96], "layers_per_block": 1, "norm_num_groups": 8, "cross_attention_dim": 64}
-
-
-def shown(arg: str) -> str:
-    """A command argument as the results file shows it: paths inside the repository or beside it, relative to it."""
-    if arg.startswith(str(ROOT.parent) + "/"):
-        return os.path.relpath(arg, ROOT)
-    return arg
 
 
 def train_command(name: str, data_root: Path, out: Path, samples: int) -> list[str]:
