@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# fields that describe a model's training run; an evaluation-only rerun keeps them from the row it replaces
+TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu")
 
 
 def shown(arg: str) -> str:
@@ -18,6 +21,25 @@ def shown(arg: str) -> str:
     if arg.startswith(str(ROOT.parent) + "/"):
         return os.path.relpath(arg, ROOT)
     return arg
+
+
+def cpu_name() -> str:
+    """The processor's model name as the system reports it (training minutes only compare on the same one)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def training_fields(minutes: float) -> dict:
+    """What a row records about a training run this process made: its minutes, threads and processor."""
+    import torch
+
+    return {"train_minutes_cpu": round(minutes, 1), "cpu_threads": torch.get_num_threads(), "cpu": cpu_name()}
 
 
 @contextlib.contextmanager

@@ -128,12 +128,11 @@ def main(argv=None):
                "eval": "harness, fp32, seed 0, told the task's degradation", "torch": torch.__version__,
                "date": datetime.date.today().isoformat()}  # fmt: skip
         if trained:  # this call's share when it resumed an interrupted run
-            row["train_minutes_cpu"] = round((time.time() - t0) / 60, 1)
-            row["cpu_threads"] = torch.get_num_threads()
+            row.update(budget_rows.training_fields((time.time() - t0) / 60))
         row.update(evaluate_model(out / "pipeline", data_root, out, args.tasks, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit
-        merge_row(results, row, keep=() if trained else ("train_minutes_cpu", "cpu_threads"))
+        merge_row(results, row, keep=() if trained else budget_rows.TRAINING_FIELDS)
         print(f"{name}: {row['psnr']}", flush=True)
     print(budget_rows.markdown(results, "restorers"))
     return 0

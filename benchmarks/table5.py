@@ -164,12 +164,11 @@ def main(argv=None):
                        "harness, fp32, seed 0, one view, no instruction",
                "torch": torch.__version__, "date": datetime.date.today().isoformat()}  # fmt: skip
         if trained:  # this call's share when it resumed an interrupted run
-            row["train_minutes_cpu"] = round(train_minutes, 1)
-            row["cpu_threads"] = torch.get_num_threads()
+            row.update(budget_rows.training_fields(train_minutes))
         row.update(evaluate_variant(name, out / "pipeline", data_root, out, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit
-        merge_row(results, row, keep=() if trained else ("train_minutes_cpu", "cpu_threads", "ran_as"))
+        merge_row(results, row, keep=() if trained else (*budget_rows.TRAINING_FIELDS, "ran_as"))
         print(f"{name}: {row['psnr']}", flush=True)
     print(markdown(results))
     return 0
