@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # fields that describe a model's training run; an evaluation-only rerun keeps them from the row it replaces
-TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu")
+TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu", "resumed_from_step")
 
 
 def shown(arg: str) -> str:
@@ -35,11 +35,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def training_fields(minutes: float) -> dict:
-    """What a row records about a training run this process made: its minutes, threads and processor."""
+def last_step(history: Path) -> int:
+    """The last step a training history (JSON lines with ``step``) recorded; 0 when there is none yet."""
+    history = Path(history)
+    if not history.is_file():
+        return 0
+    steps = [json.loads(line).get("step", 0) for line in history.read_text().splitlines() if line.strip()]
+    return max(steps, default=0)
+
+
+def training_fields(minutes: float, resumed_from_step: int = 0) -> dict:
+    """What a row records about the training call this process made: its minutes, threads and processor, and the
+    step it resumed from when an earlier call (another session, perhaps) had trained part of the run; the minutes
+    are then this call's share only."""
     import torch
 
-    return {"train_minutes_cpu": round(minutes, 1), "cpu_threads": torch.get_num_threads(), "cpu": cpu_name()}
+    fields = {"train_minutes_cpu": round(minutes, 1), "cpu_threads": torch.get_num_threads(), "cpu": cpu_name()}
+    if resumed_from_step:
+        fields["resumed_from_step"] = int(resumed_from_step)
+    return fields
 
 
 @contextlib.contextmanager

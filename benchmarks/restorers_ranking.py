@@ -22,7 +22,8 @@ Evaluation: the harness (``defusion.eval.evaluate``), fp32, seed 0, told each ta
 the others do not take one), whole images (tiles of 512). A model's row (its exact training command included)
 replaces the row of the same name in ``--results``, under a lock, so models can be trained side by side or in
 separate sessions. A model whose run folder holds a trained pipeline is only evaluated; an interrupted run resumes
-from its last checkpoint (every 500 steps).
+from its last checkpoint (every 500 steps), and its row then records that step (``resumed_from_step``) beside the
+minutes of the call that finished it.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def main(argv=None):
         out = Path(args.out) / name
         cmd = train_command(name, data_root, out, args.samples, args.preset)
         trained = not (out / "pipeline" / "model_index.json").is_file()
+        resumed_from = budget_rows.last_step(out / "train_history.jsonl")
         t0 = time.time()
         if trained:
             subprocess.run(cmd, check=True)
@@ -127,8 +129,8 @@ def main(argv=None):
                "perception": PERCEPTION[name], "command": shlex.join(["python", *map(shown, cmd[1:])]),
                "eval": "harness, fp32, seed 0, told the task's degradation", "torch": torch.__version__,
                "date": datetime.date.today().isoformat()}  # fmt: skip
-        if trained:  # this call's share when it resumed an interrupted run
-            row.update(budget_rows.training_fields((time.time() - t0) / 60))
+        if trained:
+            row.update(budget_rows.training_fields((time.time() - t0) / 60, resumed_from))
         row.update(evaluate_model(out / "pipeline", data_root, out, args.tasks, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit

@@ -153,6 +153,7 @@ def main(argv=None):
         cmd = train_command(name, data_root, out, args.samples)
         t0 = time.time()
         trained = not (out / "pipeline" / "model_index.json").is_file()
+        resumed_from = budget_rows.last_step(out / "train_history.jsonl")
         if trained:
             share_bank(name, Path(args.out))
             subprocess.run(cmd, check=True)
@@ -165,8 +166,8 @@ def main(argv=None):
                "eval": "harness, fp32, seed 0, one view, told the task's degradation" if VARIANTS[name][1] else
                        "harness, fp32, seed 0, one view, no instruction",
                "torch": torch.__version__, "date": datetime.date.today().isoformat()}  # fmt: skip
-        if trained:  # this call's share when it resumed an interrupted run
-            row.update(budget_rows.training_fields(train_minutes))
+        if trained:
+            row.update(budget_rows.training_fields(train_minutes, resumed_from))
         row.update(evaluate_variant(name, out / "pipeline", data_root, out, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit

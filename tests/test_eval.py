@@ -486,13 +486,28 @@ def test_restorers_ranking_trains_each_model_once_and_merges_its_row(tmp_path, p
     assert row["name"] == "restormer" and row["train_samples"] == 32 and row["preset"] == "tiny"
     assert set(row["psnr"]) == {"BSD400:noise25"} and row["num_parameters"] == 208_213
     assert "--model restormer --preset tiny" in row["command"]
-    assert set(rk.budget_rows.TRAINING_FIELDS) <= set(row) and row["cpu"] == rk.budget_rows.cpu_name() != ""
+    assert row["cpu"] == rk.budget_rows.cpu_name() != "" and "resumed_from_step" not in row
     trained = (tmp_path / "runs" / "restormer" / "pipeline" / "restorer" / "config.json").stat().st_mtime
     assert rk.main(argv) == 0  # a trained model is only evaluated again, keeping its training time
     assert (tmp_path / "runs" / "restormer" / "pipeline" / "restorer" / "config.json").stat().st_mtime == trained
     kept = json.loads(results.read_text())["restorers"][0]
-    assert all(kept[k] == row[k] for k in rk.budget_rows.TRAINING_FIELDS)
+    assert all(kept.get(k) == row.get(k) for k in rk.budget_rows.TRAINING_FIELDS)
     assert "| restormer | 32 |" in rk.budget_rows.markdown(results, "restorers")
+
+
+def test_budget_rows_say_when_a_training_call_resumed_an_earlier_one(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import budget_rows
+
+    history = tmp_path / "train_history.jsonl"
+    assert budget_rows.last_step(history) == 0  # nothing trained yet
+    history.write_text('{"step": 50, "loss": 0.1}\n{"step": 500, "loss": 0.05}\n\n')
+    assert budget_rows.last_step(history) == 500
+    fresh, resumed = budget_rows.training_fields(12.34), budget_rows.training_fields(3.0, 500)
+    assert fresh["train_minutes_cpu"] == 12.3 and "resumed_from_step" not in fresh
+    assert resumed["resumed_from_step"] == 500 and set(resumed) == set(budget_rows.TRAINING_FIELDS)
 
 
 def test_y0_probe_reports_every_timestep_deterministically(tmp_path, photo):
