@@ -24,8 +24,8 @@ one trained from nothing is not the paper's.
 Each trained variant is evaluated with the harness (``defusion.eval.evaluate``, fp32, seed 0, one view) on
 ``EVAL_TASKS``, told the task's degradation (``no_instruction`` is told nothing), at 1 DDIM step, and at 4 for
 ``ours`` and ``epsilon``. Its row (the exact training command included) replaces the row of the same name in
-``--results`` (under a lock), so variants can be run side by side or in separate sessions. A variant whose run folder already holds a trained
-pipeline is only evaluated; an interrupted one resumes from its last checkpoint.
+``--results`` (under a lock), so variants can be run side by side or in separate sessions. A variant whose run
+folder already holds a trained pipeline is only evaluated; an interrupted one resumes from its last checkpoint.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ For held-out BSD400 crops (its last 8 images, never a test set) degraded by ``--
 y_t = add_noise(y0, noise, t) with the pipeline's own scheduler, runs the denoiser (told the degradation through its
 visual instruction) and turns its output into a y0 estimate (``defusion.diffusion.predicted_y0``). Printed: the
 MSE of that estimate (in [-1, 1] units, the restored image's MSE were it used as y0) and, for reference, the input's
-MSE (y0 = 0 in degradation space). A
-sampler can only go where these estimates lead it: an estimate worse than zero at the high timesteps that a few-step
-DDIM starts from sends the whole trajectory off.
+MSE (y0 = 0 in degradation space). A sampler can only go where these estimates lead it: an estimate worse than zero
+at the high timesteps that a few-step DDIM starts from sends the whole trajectory off.
 """
 
 from __future__ import annotations
