@@ -91,12 +91,11 @@ def resolve_resume(output_dir, resume_from_checkpoint: str | None, warn=print) -
 
 
 def save_checkpoint(accelerator, output_dir, step: int, total_limit: int | None) -> Path:
-    """``accelerator.save_state`` into a temporary folder, renamed to ``checkpoint-{step}`` once complete, so a
-    run killed while saving leaves no half-written checkpoint; the oldest ones beyond ``total_limit`` go first."""
+    """``accelerator.save_state`` into a temporary folder, renamed to ``checkpoint-{step}`` once complete; only then
+    are the oldest checkpoints beyond ``total_limit`` deleted, so a run killed while saving keeps its previous one."""
     out = Path(output_dir)
     final, tmp = out / f"checkpoint-{step}", out / f".checkpoint-{step}.tmp"
     if accelerator.is_main_process:
-        prune_checkpoints(out, total_limit)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
@@ -104,6 +103,7 @@ def save_checkpoint(accelerator, output_dir, step: int, total_limit: int | None)
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        prune_checkpoints(out, total_limit)
     accelerator.wait_for_everyone()
     return final
 
@@ -124,11 +124,11 @@ def require_batches(dataset, batch_size: int, num_processes: int = 1) -> None:
 
 
 def prune_checkpoints(output_dir, keep: int | None) -> None:
-    """Delete the oldest checkpoints so that at most ``keep - 1`` remain before a new one is written."""
+    """Delete the oldest checkpoints so that at most ``keep`` remain; call it after the newest one is complete."""
     if not keep:
         return
     dirs = checkpoint_dirs(output_dir)
-    for d in dirs[: max(0, len(dirs) - keep + 1)]:
+    for d in dirs[: max(0, len(dirs) - keep)]:
         shutil.rmtree(d)
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -160,10 +162,14 @@ def main(args):
         bar.set_postfix(loss=history[-1]["loss"])
         done = step >= args.max_train_steps or (deadline is not None and time.time() > deadline)
         if step % args.checkpointing_steps == 0 or done:
-            prune_checkpoints(out, args.checkpoints_total_limit)
-            c = perceiver.save_prompts(out / f"checkpoint-{step}")
+            tmp = out / f".checkpoint-{step}.tmp"  # written whole, then renamed, then the oldest pruned
+            shutil.rmtree(tmp, ignore_errors=True)
+            c = perceiver.save_prompts(tmp)
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, c / "training_state.pt")
             (c / "rng_state.json").write_text(json.dumps(rng.bit_generator.state))
+            shutil.rmtree(out / f"checkpoint-{step}", ignore_errors=True)
+            os.replace(c, out / f"checkpoint-{step}")
+            prune_checkpoints(out, args.checkpoints_total_limit)
         if done:
             break
     if any(val.values()):
