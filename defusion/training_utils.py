@@ -101,10 +101,17 @@ def save_checkpoint(accelerator, output_dir, step: int, total_limit: int | None)
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        prune_checkpoints(out, total_limit)
+        publish_checkpoint(tmp, final, total_limit)
     accelerator.wait_for_everyone()
+    return final
+
+
+def publish_checkpoint(tmp, final, total_limit: int | None) -> Path:
+    """Rename a completely written checkpoint folder ``tmp`` to ``final``, then prune the oldest beyond the limit."""
+    final = Path(final)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    prune_checkpoints(final.parent, total_limit)
     return final
 
 

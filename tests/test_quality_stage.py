@@ -49,6 +49,7 @@ def test_quality_prompts_train_and_resume(triplets, tmp_path):
 
     straight = run(4)
     assert len(straight) == 4 and (tmp_path / "checkpoint-2" / "quality_prompts.safetensors").is_file()
+    assert not list(tmp_path.glob(".checkpoint-*"))  # written to a temporary folder, then renamed
     shutil.rmtree(tmp_path / "checkpoint-4")  # as if the run had stopped right after step 2
     resumed = run(4, "--resume_from_checkpoint", "latest")
     assert [h["step"] for h in resumed] == [3, 4] and "val_accuracy" in resumed[-1]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 from defusion.data import list_images
 from defusion.images import load_image
 from defusion.perception import QualityPerceiver, quality_loss
-from defusion.training_utils import loggable_config, prune_checkpoints, resolve_resume, step_of
+from defusion.training_utils import loggable_config, publish_checkpoint, resolve_resume, step_of
 
 TIERS = ("low", "medium", "high")
 
@@ -162,14 +161,12 @@ def main(args):
         bar.set_postfix(loss=history[-1]["loss"])
         done = step >= args.max_train_steps or (deadline is not None and time.time() > deadline)
         if step % args.checkpointing_steps == 0 or done:
-            tmp = out / f".checkpoint-{step}.tmp"  # written whole, then renamed, then the oldest pruned
+            tmp = out / f".checkpoint-{step}.tmp"  # written whole, then published as checkpoint-{step}
             shutil.rmtree(tmp, ignore_errors=True)
             c = perceiver.save_prompts(tmp)
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, c / "training_state.pt")
             (c / "rng_state.json").write_text(json.dumps(rng.bit_generator.state))
-            shutil.rmtree(out / f"checkpoint-{step}", ignore_errors=True)
-            os.replace(c, out / f"checkpoint-{step}")
-            prune_checkpoints(out, args.checkpoints_total_limit)
+            publish_checkpoint(c, out / f"checkpoint-{step}", args.checkpoints_total_limit)
         if done:
             break
     if any(val.values()):
