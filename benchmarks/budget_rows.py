@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # fields that describe a model's training run; an evaluation-only rerun keeps them from the row it replaces
-TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu", "resumed_from_step")
+TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu", "train_minutes_gpu", "gpu", "resumed_from_step")
 
 
 def shown(arg: str) -> str:
@@ -44,13 +44,16 @@ def last_step(history: Path) -> int:
     return max(steps, default=0)
 
 
-def training_fields(minutes: float, resumed_from_step: int = 0) -> dict:
-    """What a row records about the training call this process made: its minutes, threads and processor, and the
-    step it resumed from when an earlier call (another session, perhaps) had trained part of the run; the minutes
-    are then this call's share only."""
+def training_fields(minutes: float, resumed_from_step: int = 0, device: str = "cpu") -> dict:
+    """What a row records about the training call this process made: its minutes and processor (``device`` "cuda":
+    the GPU's name, else the CPU's and its threads), and the step it resumed from when an earlier call (another
+    session, perhaps) had trained part of the run; the minutes are then this call's share only."""
     import torch
 
-    fields = {"train_minutes_cpu": round(minutes, 1), "cpu_threads": torch.get_num_threads(), "cpu": cpu_name()}
+    if device == "cuda":
+        fields = {"train_minutes_gpu": round(minutes, 1), "gpu": torch.cuda.get_device_name(), "cpu": cpu_name()}
+    else:
+        fields = {"train_minutes_cpu": round(minutes, 1), "cpu_threads": torch.get_num_threads(), "cpu": cpu_name()}
     if resumed_from_step:
         fields["resumed_from_step"] = int(resumed_from_step)
     return fields

@@ -24,6 +24,12 @@ replaces the row of the same name in ``--results``, under a lock, so models can 
 separate sessions. A model whose run folder holds a trained pipeline is only evaluated; an interrupted run resumes
 from its last checkpoint (every 500 steps), and its row then records that step (``resumed_from_step``) beside the
 minutes of the call that finished it.
+
+On a lent GPU (train/configs/README.md has the exact call): ``--device cuda --clean-dir data_pack/BSD400 --no-eval
+--max-minutes M --pack-to "$OUT"`` trains there and cuts the run folder into pieces that come back (the pipeline, or
+the checkpoint when the deadline came first); here, ``train/device_campaign.py restore --name MODEL`` puts the folder
+back under ``--out`` and this script without ``--no-eval`` resumes or evaluates it. The row records the GPU and its
+minutes (``train_minutes_gpu``) from the run folder's ``training.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import argparse
 import datetime
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -56,18 +63,29 @@ PERCEPTION = {  # what each model's perception rests on here, as the row records
 }
 
 
-def train_command(model: str, data_root: Path, out: Path, samples: int, preset: str) -> list[str]:
-    """The training run of one restorer (the same for every model but its own perception parts)."""
+def train_command(model: str, data_root: Path, out: Path, samples: int, preset: str, device: str = "cpu",
+                  workers: int = 0, clean_dir: Path | None = None, max_minutes: float | None = None) -> list[str]:
+    """The training run of one restorer (the same for every model but its own perception parts; ``device``,
+    ``workers``, ``clean_dir`` (a byte-identical copy of BSD400's images) and ``max_minutes`` only change where and
+    how long it runs)."""
     if model not in MODELS:
         raise ValueError(f"unknown restorer {model!r}; choose from {', '.join(MODELS)}")
     if samples % BATCH or samples <= 0:
         raise ValueError(f"--samples must be a positive multiple of the batch size {BATCH}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
     extra = ["--identifier", str(IDENTIFIER), "--region_cache", str(out / "regions")] if model == "clearair" else []
+    if workers:
+        extra += ["--dataloader_num_workers", str(workers)]
+    if max_minutes:
+        extra += ["--max_train_minutes", f"{max_minutes:g}"]
+    clean = Path(clean_dir) if clean_dir else data_root / "BSD400" / "gt"
     return [sys.executable, str(ROOT / "train" / "train_restorer.py"), "--model", model, "--preset", preset,
-            "--clean_dirs", str(data_root / "BSD400" / "gt"), "--kinds", "noise,rain,haze", "--kind_repeats", "3,1,1",
+            "--clean_dirs", str(clean), "--kinds", "noise,rain,haze", "--kind_repeats", "3,1,1",
             "--resolution", str(CROP), "--train_batch_size", str(BATCH), "--max_train_steps", str(samples // BATCH),
             "--mixed_precision", "bf16", "--use_ema", "--checkpointing_steps", "500", "--checkpoints_total_limit", "1",
-            "--resume_from_checkpoint", "latest", "--seed", "0", "--cpu", "--output_dir", str(out), *extra]  # fmt: skip
+            "--resume_from_checkpoint", "latest", "--seed", "0", *(["--cpu"] if device == "cpu" else []),
+            "--output_dir", str(out), *extra]  # fmt: skip
 
 
 def evaluate_model(pipeline: Path, data_root: Path, out: Path, tasks: str, limit: int | None = None) -> dict:
@@ -81,6 +99,18 @@ def evaluate_model(pipeline: Path, data_root: Path, out: Path, tasks: str, limit
     return {"psnr": {t: round(v["psnr"], 2) for t, v in summary["tasks"].items()},
             "input_psnr": {t: round(v["input_psnr"], 2) for t, v in summary["tasks"].items()},
             "num_parameters": method.num_parameters, "skipped_tasks": summary.get("skipped", {})}  # fmt: skip
+
+
+def pack_run(pack_to: str | None, out: Path, name: str, finished: bool) -> None:
+    """Cut a run folder into pieces that come back from a device call: the trained pipeline, its history and
+    training record, or, when training stopped short, the checkpoint to resume from (SLIC caches never)."""
+    if not pack_to:
+        return
+    sys.path.insert(0, str(ROOT / "train"))
+    from device_campaign import pack_folder
+
+    exclude = ("regions", "checkpoint-*") if finished else ("regions", "pipeline")
+    print(f"{name}: packed into {pack_to}: {pack_folder(out, pack_to, name, exclude)}", flush=True)
 
 
 def merge_row(results: Path, row: dict, keep: tuple[str, ...] = ()) -> None:
@@ -98,6 +128,14 @@ def main(argv=None):
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "restorers_ranking.json"))
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N images of each task (smoke runs)")
     p.add_argument("--table", action="store_true", help="only print the results file as a table")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (evaluation: on the CPU)")
+    p.add_argument("--workers", type=int, default=None, help="data loader processes (default: 0 on cpu, 8 on cuda)")
+    p.add_argument("--clean-dir", default=None, help="BSD400's images elsewhere (a device's data_pack/BSD400)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after this long (a checkpoint is saved; the same command resumes it)")
+    p.add_argument("--no-eval", action="store_true", help="train only; a later call without it evaluates")
+    p.add_argument("--pack-to", default=None,
+                   help="after training, cut each run folder into pieces of 15 MiB here (a device call's $OUT)")
     args = p.parse_args(argv)
     results = Path(args.results)
     if args.table:
@@ -113,28 +151,48 @@ def main(argv=None):
         p.error("ClearAIR's quality condition comes from the shipped defusion-small identifier, which fits the small "
                 "preset only: use --preset small or leave clearair out")
     data_root = Path(args.data_root)
-    if not (data_root / "BSD400" / "gt").is_dir():
-        p.error(f"{data_root}/BSD400/gt not found: --data-root must hold the BSD400 training images")
+    clean = Path(args.clean_dir) if args.clean_dir else data_root / "BSD400" / "gt"
+    if not clean.is_dir():
+        p.error(f"{clean} not found: --data-root must hold the BSD400 training images (or give --clean-dir)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here")
+    workers = args.workers if args.workers is not None else (8 if args.device == "cuda" else 0)
     for name in names:
         out = Path(args.out) / name
-        cmd = train_command(name, data_root, out, args.samples, args.preset)
+        cmd = train_command(name, data_root, out, args.samples, args.preset, args.device, workers,
+                            args.clean_dir and clean, args.max_minutes)  # fmt: skip
         trained = not (out / "pipeline" / "model_index.json").is_file()
         resumed_from = budget_rows.last_step(out / "train_history.jsonl")
         t0 = time.time()
         if trained:
             subprocess.run(cmd, check=True)
+            fields = budget_rows.training_fields((time.time() - t0) / 60, resumed_from, args.device)
+            reached, target = budget_rows.last_step(out / "train_history.jsonl"), args.samples // BATCH
+            if reached < target:  # stopped by --max-minutes: no row for a model short of the budget
+                shutil.rmtree(out / "pipeline", ignore_errors=True)
+                print(f"{name}: stopped at step {reached} of {target} (--max-minutes); the same command resumes it",
+                      flush=True)  # fmt: skip
+                pack_run(args.pack_to, out, name, finished=False)
+                continue
+            fields["command"] = shlex.join(["python", *map(shown, cmd[1:])])  # where and how it really ran
+            (out / "training.json").write_text(json.dumps(fields, indent=1) + "\n")
+        pack_run(args.pack_to, out, name, finished=True)
+        if args.no_eval:
+            print(f"{name}: trained ({out / 'pipeline'}); the same command without --no-eval evaluates it", flush=True)
+            continue
         history = [json.loads(line) for line in open(out / "train_history.jsonl")]
         row = {"name": name, "train_samples": history[-1]["step"] * BATCH, "steps": history[-1]["step"], "batch": BATCH,
                "crop": CROP, "preset": args.preset, "final_loss": round(history[-1]["loss"], 5),
                "perception": PERCEPTION[name], "command": shlex.join(["python", *map(shown, cmd[1:])]),
                "eval": "harness, fp32, seed 0, told the task's degradation", "torch": torch.__version__,
                "date": datetime.date.today().isoformat()}  # fmt: skip
-        if trained:
-            row.update(budget_rows.training_fields((time.time() - t0) / 60, resumed_from))
+        training = out / "training.json"  # the call that finished training (here, or on a device)
+        if training.is_file():
+            row.update(json.loads(training.read_text()))
         row.update(evaluate_model(out / "pipeline", data_root, out, args.tasks, args.limit))
         if args.limit:
             row["eval_images_per_task"] = args.limit
-        merge_row(results, row, keep=() if trained else budget_rows.TRAINING_FIELDS)
+        merge_row(results, row, keep=() if training.is_file() else budget_rows.TRAINING_FIELDS)
         print(f"{name}: {row['psnr']}", flush=True)
     print(budget_rows.markdown(results, "restorers"))
     return 0

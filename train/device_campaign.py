@@ -9,6 +9,9 @@ bring its weights back. train/configs/README.md says how a session runs it; in s
     # here, after it: rebuild the pipeline folder from the returned pieces and evaluate it
     python train/device_campaign.py restore --from /work/.device/.../files --to runs/campaign/pipeline
 
+``pack`` cuts any folder into such pieces (``restore --name`` joins them again): the restorers ranking uses it to
+bring a run folder back (train/configs/README.md).
+
 ``run`` (inside ``--minutes`` from its start, everything written to ``--out`` as it goes):
 
 1. installs nothing itself (the command line installs the carried wheel first) and records the GPU and versions;
@@ -33,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,7 +100,7 @@ def prepare(a) -> dict:
     if a.wheel:
         mods = ROOT / ".whl" / "diffusers_modules.json"
         record = ("import json, sys, diffusers, defusion.pipelines, defusion.data, diffusers.training_utils; "
-                  "sys.path.insert(0, 'train'); import train_defusion, export_pipeline; "
+                  "sys.path.insert(0, 'train'); import train_defusion, train_restorer, export_pipeline; "
                   "json.dump(sorted(m for m in sys.modules if m.split('.')[0] == 'diffusers'), open(sys.argv[1], 'w'))")  # fmt: skip
         (ROOT / ".whl").mkdir(exist_ok=True)
         subprocess.run([sys.executable, "-c", record, str(mods)], check=True, cwd=ROOT)
@@ -235,39 +239,65 @@ def run(a) -> dict:
         export = work / "export"
         subprocess.run([sys.executable, str(ROOT / "train" / "export_pipeline.py"), "--pipeline", str(run_dir / "pipeline"),
                         "--out", str(export), "--storage", "fp16"], check=True)  # fmt: skip
-        tar = work / "pipeline.tar"
-        with tarfile.open(tar, "w") as t:
-            t.add(export, arcname="pipeline")
-        data = tar.read_bytes()
-        pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
-        for i, piece in enumerate(pieces):
-            (out / f"pipeline.tar.part{i:02d}").write_bytes(piece)
-        summary["pieces"] = len(pieces)
-        summary["pipeline_tar_bytes"] = len(data)
+        packed = pack_folder(export, out, "pipeline", work=work)
+        summary["pieces"] = packed["pieces"]
+        summary["pipeline_tar_bytes"] = packed["bytes"]
     save()
     log("done")
     return summary
 
 
-# ---------------------------------------------------------------------------------------------------- restore
+# ---------------------------------------------------------------------------------------------------- pack, restore
+def pack_folder(src, out, name: str, exclude=(), work=None, piece: int = PIECE) -> dict:
+    """Tar ``src`` (as ``name/``, leaving out entries whose name matches a glob of ``exclude``) and cut the tar into
+    ``out/NAME.tar.partNN`` of ``piece`` bytes at most: a device call returns at most 8 files of 16 MiB."""
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise SystemExit(f"{src} is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(work if work is not None else tempfile.gettempdir())
+    tar = work / f"{name}.{os.getpid()}.tar"
+
+    def keep(info):
+        return None if any(Path(info.name).match(pattern) for pattern in exclude) else info
+
+    with tarfile.open(tar, "w") as t:
+        t.add(src, arcname=name, filter=keep)
+    data = tar.read_bytes()
+    tar.unlink()
+    pieces = [data[i : i + piece] for i in range(0, len(data), piece)]
+    for i, chunk in enumerate(pieces):
+        (out / f"{name}.tar.part{i:02d}").write_bytes(chunk)
+    return {"pieces": len(pieces), "bytes": len(data)}
+
+
 def restore(a) -> None:
-    """Join the returned pieces and unpack the pipeline folder."""
-    src = Path(getattr(a, "from"))
-    parts = sorted(src.glob("pipeline.tar.part*"))
+    """Join the returned pieces of ``--name`` and unpack its folder as ``--to``."""
+    src, name = Path(getattr(a, "from")), a.name
+    parts = sorted(src.glob(f"{name}.tar.part*"))
     if not parts:
-        raise SystemExit(f"no pipeline.tar.part* in {src}")
+        raise SystemExit(f"no {name}.tar.part* in {src}")
     dst = Path(a.to)
     tmp = dst.parent / (dst.name + ".tar")
+    unpacked = dst.parent / (dst.name + ".unpacked")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(b"".join(p.read_bytes() for p in parts))
     with tarfile.open(tmp) as t:
-        t.extractall(dst.parent / (dst.name + ".unpacked"), filter="data")
+        t.extractall(unpacked, filter="data")
+    if not (unpacked / name).is_dir():
+        shutil.rmtree(unpacked)
+        tmp.unlink()
+        raise SystemExit(f"the pieces in {src} do not hold a folder {name}/")
     if dst.exists():
         shutil.rmtree(dst)
-    os.replace(dst.parent / (dst.name + ".unpacked") / "pipeline", dst)
-    shutil.rmtree(dst.parent / (dst.name + ".unpacked"))
+    os.replace(unpacked / name, dst)
+    shutil.rmtree(unpacked)
     tmp.unlink()
     print(f"restored {dst}")
+
+
+def pack(a) -> None:
+    print(json.dumps(pack_folder(getattr(a, "from"), a.out, a.name or Path(getattr(a, "from")).name, a.exclude)))
 
 
 def main(argv=None):
@@ -295,11 +325,17 @@ def main(argv=None):
     pr.add_argument("--compile_seconds", type=float, default=180, help="the compiled probe's limit beyond --probe_seconds")
     pr.add_argument("--min_train_minutes", type=float, default=3.0, help="a probe that would leave less is skipped")
     pr.add_argument("--reserve_seconds", type=float, default=75, help="kept after training for saving and export")
+    pk = sub.add_parser("pack", help="cut a folder into pieces that come back from a device call")
+    pk.add_argument("--from", required=True)
+    pk.add_argument("--out", required=True)
+    pk.add_argument("--name", default=None, help="the folder's name in the pieces (default: its own)")
+    pk.add_argument("--exclude", nargs="*", default=[], help="globs of entries to leave out, e.g. 'checkpoint-*'")
     rs = sub.add_parser("restore")
     rs.add_argument("--from", required=True)
     rs.add_argument("--to", required=True)
+    rs.add_argument("--name", default="pipeline", help="which pieces: NAME.tar.part*")
     a = p.parse_args(argv)
-    {"prepare": prepare, "run": run, "restore": restore}[a.cmd](a)
+    {"prepare": prepare, "run": run, "pack": pack, "restore": restore}[a.cmd](a)
 
 
 if __name__ == "__main__":
