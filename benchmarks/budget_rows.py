@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # fields that describe a model's training run; an evaluation-only rerun keeps them from the row it replaces
-TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu", "train_minutes_gpu", "gpu", "resumed_from_step")
+TRAINING_FIELDS = ("train_minutes_cpu", "cpu_threads", "cpu", "train_minutes_gpu", "gpu", "resumed_from_step",
+                   "earlier_calls")  # fmt: skip
 
 
 def shown(arg: str) -> str:

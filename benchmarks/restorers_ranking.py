@@ -29,7 +29,8 @@ On a lent GPU (train/configs/README.md has the exact call): ``--device cuda --cl
 --max-minutes M --pack-to "$OUT"`` trains there and cuts the run folder into pieces that come back (the pipeline, or
 the checkpoint when the deadline came first); here, ``train/device_campaign.py restore --name MODEL`` puts the folder
 back under ``--out`` and this script without ``--no-eval`` resumes or evaluates it. The row records the GPU and its
-minutes (``train_minutes_gpu``) from the run folder's ``training.json``.
+minutes (``train_minutes_gpu``) from the run folder's ``training.json``, and each call that stopped at its
+``--max-minutes`` before (``earlier_calls``: processor, minutes, the step it reached).
 """
 
 from __future__ import annotations
@@ -168,13 +169,19 @@ def main(argv=None):
             subprocess.run(cmd, check=True)
             fields = budget_rows.training_fields((time.time() - t0) / 60, resumed_from, args.device)
             reached, target = budget_rows.last_step(out / "train_history.jsonl"), args.samples // BATCH
+            calls = out / "training_calls.jsonl"  # calls stopped by --max-minutes, recorded in the finished row
+            earlier = [json.loads(line) for line in calls.read_text().splitlines()] if calls.is_file() else []
             if reached < target:  # stopped by --max-minutes: no row for a model short of the budget
+                with open(calls, "a") as handle:
+                    handle.write(json.dumps({**fields, "reached_step": reached}) + "\n")
                 shutil.rmtree(out / "pipeline", ignore_errors=True)
                 print(f"{name}: stopped at step {reached} of {target} (--max-minutes); the same command resumes it",
                       flush=True)  # fmt: skip
                 pack_run(args.pack_to, out, name, finished=False)
                 continue
             fields["command"] = shlex.join(["python", *map(shown, cmd[1:])])  # where and how it really ran
+            if earlier:
+                fields["earlier_calls"] = earlier
             (out / "training.json").write_text(json.dumps(fields, indent=1) + "\n")
         pack_run(args.pack_to, out, name, finished=True)
         if args.no_eval:

@@ -528,6 +528,8 @@ def test_restorers_ranking_row_trained_elsewhere_comes_back_in_pieces(tmp_path, 
     assert rk.main(argv) == 0
     (row,) = json.loads(results.read_text())["restorers"]
     assert row["train_samples"] == 32 and row["resumed_from_step"] == 1 and "train_minutes_cpu" in row
+    (first,) = row["earlier_calls"]  # the call that stopped at its deadline
+    assert first["reached_step"] == 1 and "resumed_from_step" not in first and first["cpu"] == row["cpu"]
     assert str(pack.relative_to(tmp_path)) in row["command"] and "--no-eval" not in row["command"]
     with pytest.raises(SystemExit, match="no perceive_ir.tar"):
         device_campaign.main(["restore", "--from", str(tmp_path / "f2"), "--name", "perceive_ir", "--to", str(tmp_path / "x")])
