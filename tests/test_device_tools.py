@@ -77,6 +77,27 @@ def test_campaign_restore_joins_the_pieces(tmp_path):
         device_campaign.main(["restore", "--from", str(tmp_path / "pipe"), "--to", str(tmp_path / "y")])
 
 
+def test_pack_cuts_a_folder_into_pieces_and_restore_joins_them(tmp_path):
+    import device_campaign
+
+    run = tmp_path / "run"
+    (run / "checkpoint-500").mkdir(parents=True)
+    (run / "pipeline").mkdir()
+    big = np.random.default_rng(0).bytes(50_000)
+    (run / "checkpoint-500" / "opt.bin").write_bytes(big)
+    (run / "pipeline" / "w.bin").write_bytes(big[:20_000])
+    (run / "history.jsonl").write_text('{"step": 500}\n')
+    out = tmp_path / "out"
+    assert device_campaign.pack_folder(run, out, "x", piece=16_384)["pieces"] >= 4  # with the checkpoint
+    assert device_campaign.pack_folder(run, out, "x", exclude=("checkpoint-*",), piece=16_384)["pieces"] == 2
+    assert len(list(out.glob("x.tar.part*"))) == 2  # the first pack's extra pieces are gone
+    device_campaign.main(["restore", "--from", str(out), "--name", "x", "--to", str(tmp_path / "back")])
+    assert (tmp_path / "back" / "pipeline" / "w.bin").read_bytes() == big[:20_000]
+    assert (tmp_path / "back" / "history.jsonl").is_file() and not (tmp_path / "back" / "checkpoint-500").exists()
+    with pytest.raises(SystemExit, match="not a folder"):
+        device_campaign.pack_folder(tmp_path / "missing", out, "y")
+
+
 def test_campaign_summary_skips_validation_rows():
     import device_campaign
 

@@ -265,6 +265,8 @@ def pack_folder(src, out, name: str, exclude=(), work=None, piece: int = PIECE) 
         t.add(src, arcname=name, filter=keep)
     data = tar.read_bytes()
     tar.unlink()
+    for old in out.glob(f"{name}.tar.part*"):  # pieces of an earlier pack would join into a broken tar
+        old.unlink()
     pieces = [data[i : i + piece] for i in range(0, len(data), piece)]
     for i, chunk in enumerate(pieces):
         (out / f"{name}.tar.part{i:02d}").write_bytes(chunk)
