@@ -201,7 +201,8 @@ def main(argv=None):
             row["eval_images_per_task"] = args.limit
         merge_row(results, row, keep=() if training.is_file() else budget_rows.TRAINING_FIELDS)
         print(f"{name}: {row['psnr']}", flush=True)
-    print(budget_rows.markdown(results, "restorers"))
+    if not args.no_eval and results.is_file():  # a train-only call (a device) has no results file to show
+        print(budget_rows.markdown(results, "restorers"))
     return 0
 
 
