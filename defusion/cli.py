@@ -265,8 +265,14 @@ class _RestoreJob:
         self.blind = isinstance(self.told, str) and self.told.lower() == "auto"
         if self.regression and args.self_ensemble not in (None, 1):
             raise ValueError("--self-ensemble is a Defusion option; a RestorerPipeline runs one pass")
+        if self.regression and args.sampler is not None:
+            raise ValueError("--sampler is a Defusion option; a RestorerPipeline runs one pass")
         cls = RestorerPipeline if self.regression else DefusionPipeline
         self.pipe = cls.from_pretrained(folder, dtype=torch.float32).set_precision(args.precision)
+        if args.sampler is not None:
+            from .diffusion import make_sampler
+
+            self.pipe.scheduler = make_sampler(args.sampler, self.pipe.scheduler)
         # what would fail on every image fails once, before any image is read
         if self.blind and self.pipe.identifier is None:
             raise ValueError(f"--instruction auto needs a degradation identifier; {args.model} has none (name the "
@@ -428,7 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default (the shipped default, defusion-small), a shipped model (defusion-small, dfpir-small) or a saved "
                          "DefusionPipeline / RestorerPipeline folder")
     pr.add_argument("--instruction", default="auto", help="auto (blind), none, or names like rain+noise")
-    pr.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, see its card)")
+    pr.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's, see its card)")
+    pr.add_argument("--sampler", default=None, help="replace the model's sampler (ddim: DDIM at trailing timesteps) "
+                    "by ddim-leading, dpm++, unipc or euler, with the same noise schedule")
     pr.add_argument("--tile", type=int, default=512, help="restore larger images in overlapping tiles of this size "
                     "(memory is bounded by it); 0: no tiling")
     pr.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")

@@ -8,7 +8,7 @@ image is y0_hat. Used by both the pipeline and the training script, so the two c
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 
 PREDICTION_TYPES = ("sample", "v_prediction", "epsilon")
 SPACES = ("degradation", "image")
@@ -32,6 +32,31 @@ def make_scheduler(prediction_type: str = "sample", num_train_timesteps: int = 1
         rescale_betas_zero_snr=prediction_type != "epsilon",
         set_alpha_to_one=True,
     )
+
+
+# name -> (scheduler class, settings that replace the pipeline scheduler's); every one keeps the pipeline's betas,
+# prediction type and zero-terminal-SNR setting
+SAMPLERS = {
+    "ddim": (DDIMScheduler, {"timestep_spacing": "trailing", "clip_sample": False}),
+    # diffusers' classic DDIM setting (what epsilon models were usually sampled with): timesteps 751, 501, ... for
+    # 4 steps, the x0 estimate clamped at each step, to [-2, 2] since y0 = x_LQ - x_HQ lies there
+    "ddim-leading": (DDIMScheduler, {"timestep_spacing": "leading", "steps_offset": 1, "clip_sample": True,
+                                     "clip_sample_range": 2.0}),
+    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                            "timestep_spacing": "trailing"}),
+    "unipc": (UniPCMultistepScheduler, {"timestep_spacing": "trailing"}),
+    "euler": (EulerDiscreteScheduler, {"timestep_spacing": "trailing"}),
+}  # fmt: skip
+
+
+def make_sampler(name: str, scheduler):
+    """The sampler ``name`` (a key of ``SAMPLERS``) built from a pipeline's ``scheduler``: a new scheduler object
+    with the same betas, prediction type and zero-SNR setting, for ``pipe.scheduler = make_sampler(...)``."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    cls, settings = SAMPLERS[name]
+    config = {k: v for k, v in scheduler.config.items() if not k.startswith("_")}
+    return cls.from_config({**config, **settings})
 
 
 def check_space(space: str) -> str:

@@ -140,6 +140,18 @@ def test_restore_command(tmp_path, capsys):
     assert 0 < np.abs(outs["bf16"] - outs["fp32"]).max() <= 8
     with pytest.raises(SystemExit):
         main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o7.png"), "--precision", "fp16"])
+    # --sampler: another diffusers scheduler on the same noise schedule; DDIM is the model's own
+    capsys.readouterr()
+    for name in ("ddim", "dpm++"):
+        assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / f"{name}.png"), "--model",
+                     str(tmp_path / "pipe"), "--instruction", "noise", "--sampler", name, "--steps", "3", "--precision",
+                     "fp32"]) == 0  # fmt: skip
+    ref3 = pipe(np.asarray(Image.open(tmp_path / "in.png")), instruction="noise", num_inference_steps=3,
+                generator=torch.Generator().manual_seed(0), output_type="np").images[0]  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ddim.png"), np.int16), np.round(ref3 * 255).astype(np.int16))
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o8.png"), "--model", str(tmp_path / "pipe"),
+                 "--sampler", "ddpm"]) == 2  # fmt: skip
+    assert "unknown sampler 'ddpm'" in capsys.readouterr().err and not (tmp_path / "o8.png").exists()
 
 
 def test_restore_many_images_with_one_bar(tmp_path, capsys):
@@ -211,7 +223,8 @@ def test_restore_and_eval_with_a_restorer_pipeline(tmp_path, capsys):
     assert rc == 0 and Image.open(tmp_path / "out.png").size == (30, 24)
     assert Image.open(tmp_path / "cmp.png").size[0] > 2 * 24 and "degradation: rain" in capsys.readouterr().out
     # no identifier for "auto", and DFPIR needs a degradation: clean errors, nothing written
-    for extra in (["--instruction", "auto"], ["--instruction", "none"], ["--instruction", "rain", "--self-ensemble"]):
+    for extra in (["--instruction", "auto"], ["--instruction", "none"], ["--instruction", "rain", "--self-ensemble"],
+                  ["--instruction", "rain", "--sampler", "dpm++"]):
         assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "bad.png"), "--model",
                      str(tmp_path / "dfpir"), *extra]) == 2  # fmt: skip
     assert not (tmp_path / "bad.png").exists()

@@ -139,6 +139,38 @@ def test_scheduler_settings_and_oracle():
         make_scheduler("x0")
 
 
+def test_samplers_keep_the_schedule_and_replace_ddim(pipe, tmp_path):
+    from defusion.diffusion import SAMPLERS, make_sampler
+
+    img = rand_img(32, 32)
+    base = run(pipe, img, num_inference_steps=4).images
+    own = pipe.scheduler
+    try:
+        for name in SAMPLERS:
+            pipe.scheduler = make_sampler(name, own)
+            cfg = pipe.scheduler.config
+            assert cfg.prediction_type == own.config.prediction_type and cfg.beta_schedule == own.config.beta_schedule
+            assert cfg.rescale_betas_zero_snr == own.config.rescale_betas_zero_snr
+            a, b = run(pipe, img, num_inference_steps=4).images, run(pipe, img, num_inference_steps=4).images
+            np.testing.assert_array_equal(a, b)  # deterministic with a seed
+            assert np.isfinite(a).all() and a.shape == base.shape
+            if name == "ddim":
+                np.testing.assert_array_equal(a, base)  # the pipelines' own DDIM, rebuilt
+        pipe.scheduler = make_sampler("dpm++", own)
+        with pytest.raises(ValueError, match="eta is DDIM's"):
+            run(pipe, img, eta=0.5)
+        pipe.save_pretrained(tmp_path / "dpm")  # the folder keeps the sampler
+        back = DefusionPipeline.from_pretrained(tmp_path / "dpm")
+        assert type(back.scheduler) is type(pipe.scheduler) and back.scheduler.config.algorithm_type == "dpmsolver++"
+        pipe.scheduler = make_sampler("ddim-leading", own)
+        pipe.scheduler.set_timesteps(4)
+        assert pipe.scheduler.timesteps.tolist() == [751, 501, 251, 1]
+    finally:
+        pipe.scheduler = own
+    with pytest.raises(ValueError, match="unknown sampler"):
+        make_sampler("ddpm", own)
+
+
 def test_outputs_shape_range_and_types(pipe):
     img = rand_img(37, 45)
     out = run(pipe, img, instruction="rain+noise")

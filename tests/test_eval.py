@@ -567,3 +567,29 @@ def test_y0_probe_reports_every_timestep_deterministically(tmp_path, photo):
     assert set(first) == {"input_mse", 10, 999} and all(np.isfinite(v) and v >= 0 for v in first.values())
     assert 0.025 < first["input_mse"] < 0.039  # sigma 25 in [-1, 1] units: (2 * 25 / 255) ** 2 = 0.0384, less where clipped
     assert y0_probe.probe(tmp_path / "pipe", tmp_path / "data", "noise25", crop=32, timesteps=(10, 999)) == first
+
+
+def test_samplers_benchmark_evaluates_each_setting(data_root, tmp_path):
+    import json
+    import sys
+
+    import torch
+
+    from defusion import DefusionPipeline
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import samplers
+
+    torch.manual_seed(0)
+    DefusionPipeline.from_preset("tiny").save_pretrained(tmp_path / "pipe")
+    out = tmp_path / "res" / "samplers"
+    samplers.main([str(tmp_path / "pipe"), "--samplers", "ddim:1,dpm++:3", "--tasks", "CBSD68:noise25",
+                   "--data-root", str(data_root), "--limit", "2", "--out", str(out)])  # fmt: skip
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["sampler"], r["steps"]) for r in result["rows"]] == [("ddim", 1), ("dpm++", 3)]
+    assert result["eval_images_per_task"] == 2 and result["prediction_type"] == "sample"
+    assert all(np.isfinite(r["psnr"]["CBSD68:noise25"]) for r in result["rows"])
+    assert "| dpm++ | 3 |" in out.with_suffix(".md").read_text()
+    for bad in ("ddpm:4", "ddim:0", "ddim", ""):
+        with pytest.raises(ValueError):
+            samplers.parse_settings(bad)

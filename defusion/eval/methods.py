@@ -74,10 +74,11 @@ def method_names() -> list[str]:
 class PipelineMethod:
     """A saved DefusionPipeline or RestorerPipeline as a blind method of the harness. ``instruction``: "auto",
     degradation names or None (a DefusionPipeline's instruction, a RestorerPipeline's ``degradation``);
-    ``precision``: the pipeline's ``set_precision`` (fp32 by default, so that numbers agree across machines)."""
+    ``precision``: the pipeline's ``set_precision`` (fp32 by default, so that numbers agree across machines);
+    ``scheduler``: a sampler of ``defusion.diffusion.SAMPLERS`` that replaces a DefusionPipeline's own (DDIM)."""
 
     def __init__(self, folder, instruction="auto", steps: int | None = None, tile_size: int | None = 512,
-                 self_ensemble: bool | int | None = None, precision: str = "fp32"):
+                 self_ensemble: bool | int | None = None, precision: str = "fp32", scheduler: str | None = None):
         import torch
 
         from ..pipelines import RestorerPipeline, pipeline_class
@@ -86,9 +87,16 @@ class PipelineMethod:
         self.restorer = cls is RestorerPipeline
         if self.restorer and self_ensemble not in (False, None, 0, 1):
             raise ValueError("self_ensemble is a DefusionPipeline option; a RestorerPipeline runs one pass")
+        if self.restorer and scheduler is not None:
+            raise ValueError("scheduler is a DefusionPipeline option; a RestorerPipeline runs one pass")
         self.pipe = cls.from_pretrained(folder, dtype=torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.set_precision(precision)
+        if scheduler is not None:
+            from ..diffusion import make_sampler
+
+            self.pipe.scheduler = make_sampler(scheduler, self.pipe.scheduler)
+        self.scheduler_name = scheduler
         blind = isinstance(instruction, str) and instruction.strip().lower() == "auto"
         self.instruction = None if blind and self.pipe.identifier is None else instruction
         self.steps, self.tile_size, self.self_ensemble = steps, tile_size, self_ensemble
@@ -97,8 +105,8 @@ class PipelineMethod:
 
     @property
     def sampler(self) -> str:
-        """What one restoration runs, in words: ``"one pass"`` for a restorer; for a Defusion pipeline the DDIM steps
-        and self-ensemble views (the ones given, else the pipeline's ``default_steps`` / ``default_self_ensemble``),
+        """What one restoration runs, in words: ``"one pass"`` for a restorer; for a Defusion pipeline the sampler's
+        steps and self-ensemble views (the ones given, else the pipeline's ``default_steps`` / ``default_self_ensemble``),
         e.g. ``"1 DDIM step x up to 4 views"``: an image whose degradation allows fewer views gets fewer (JPEG: one,
         ``DefusionPipeline.ensemble_views``)."""
         if self.restorer:
@@ -108,7 +116,9 @@ class PipelineMethod:
         cfg = self.pipe.config
         steps = cfg.default_steps if self.steps is None else self.steps
         views = ensemble_passes(cfg.default_self_ensemble if self.self_ensemble is None else self.self_ensemble)
-        return f"{steps} DDIM step{'s' if steps != 1 else ''} x " + (f"up to {views} views" if views > 1 else "1 view")
+        name = self.scheduler_name or type(self.pipe.scheduler).__name__.removesuffix("Scheduler")
+        name = "DDIM" if name == "ddim" else name
+        return f"{steps} {name} step{'s' if steps != 1 else ''} x " + (f"up to {views} views" if views > 1 else "1 view")
 
     def for_task(self, task) -> "PipelineMethod":
         """The method to run on ``task``: itself, or (``instruction="task"``) a copy told the task's degradations."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -488,7 +489,7 @@ class DefusionPipeline(PackagedPipeline):
                     return pred.to(y_tile.dtype)
 
                 pred = tiled_apply(denoise, [lqs[v], ys[v]], tile, tile_overlap, multiple=m)
-                ys[v] = scheds[v].step(pred, t, ys[v], eta=eta, generator=gens[v]).prev_sample
+                ys[v] = scheds[v].step(pred, t, ys[v], **step_kwargs(scheds[v], eta, gens[v])).prev_sample
             if callback is not None:
                 fn, names = callback
                 state = {"latents": list(ys) if ensemble else ys[0]}
@@ -507,11 +508,20 @@ def _region(tile_size: int) -> tuple[int, int]:
     return REGION_TILES * tile_size, min(REGION_OVERLAP, tile_size)
 
 
+def step_kwargs(scheduler, eta, generator) -> dict:
+    """What ``scheduler.step`` takes beyond (output, t, sample): eta where it has one (DDIM), the generator where it
+    draws noise; so any diffusers scheduler can replace the pipeline's (``defusion.diffusion.make_sampler``)."""
+    params = inspect.signature(scheduler.step).parameters
+    return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
+
+
 def check_eta(eta, scheduler) -> None:
     """DDIM's eta: a number in [0, 1], below 1 with zero terminal SNR (there, eta = 1 takes the square root of a
-    negative rounding error at the first step and every pixel comes out NaN)."""
+    negative rounding error at the first step and every pixel comes out NaN); 0 for a scheduler without eta."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+    if float(eta) != 0.0 and "eta" not in inspect.signature(scheduler.step).parameters:
+        raise ValueError(f"eta is DDIM's; {type(scheduler).__name__} has none: leave eta at 0")
     if float(eta) >= 1.0 and scheduler.config.get("rescale_betas_zero_snr", False):
         raise ValueError("eta must be below 1 with this zero-terminal-SNR scheduler (try 0.99), got 1.0")
 
