@@ -9,7 +9,8 @@ no clipping; ``ddim-leading``: diffusers' classic DDIM, timesteps 751, 501, ... 
 [-2, 2]; ``dpm++``, ``unipc``, ``euler``) and a number of steps; each keeps the pipeline's noise schedule and
 prediction type. Every setting runs through ``defusion.eval.evaluate`` (fp32, seed 0, one view) with the given
 ``--instruction`` (``task``: told each task's degradation; ``auto``: blind; ``none``). Writes ``OUT.json`` (one
-row per setting: PSNR per task and seconds per megapixel, the mean over tasks) and ``OUT.md``.
+row per setting: PSNR per task and seconds per megapixel, the mean over tasks) and ``OUT.md`` after each setting;
+run again, the same sweep skips the settings OUT.json already holds.
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ def main(argv=None):
         p.error(str(e))
     instruction = None if args.instruction.lower() == "none" else args.instruction
     folder = resolve(args.pipeline)
-    rows, inputs = [], {}
+    rows, inputs, prediction = done_rows(Path(args.out), args)
     for name, steps in settings:
+        if any((r["sampler"], r["steps"]) == (name, steps) for r in rows):
+            continue  # evaluated by an earlier, stopped run of the same sweep
         method = PipelineMethod(folder, instruction=instruction, steps=steps, self_ensemble=1, scheduler=name)
+        prediction = method.pipe.scheduler.config.prediction_type
         summary = evaluate(method, args.tasks, args.data_root, lpips=False, gallery=0, limit=args.limit,
                            method_name=f"{name}:{steps}", progress=False)  # fmt: skip
         if not summary["tasks"]:
@@ -82,30 +86,54 @@ def main(argv=None):
         tasks = summary["tasks"]
         inputs = {t: round(v["input_psnr"], 2) for t, v in tasks.items()}
         row = {"sampler": name, "steps": steps, "psnr": {t: round(v["psnr"], 2) for t, v in tasks.items()},
-               "seconds_per_mp": round(sum(v["seconds_per_mp"] for v in tasks.values()) / len(tasks), 3)}
+               "seconds_per_mp": round(sum(v["seconds_per_mp"] for v in tasks.values()) / len(tasks), 3),
+               "cpu": cpu_name(), "threads": torch.get_num_threads()}  # fmt: skip
         rows.append(row)
+        order = [f"{n}:{k}" for n, k in settings]
+        rows.sort(key=lambda r: order.index(f"{r['sampler']}:{r['steps']}") if f"{r['sampler']}:{r['steps']}" in order
+                  else len(order))  # fmt: skip
         print(f"{name}:{steps} {row['psnr']}", flush=True)
+        write(Path(args.out), result_of(args, argv, prediction, inputs, rows))  # after each setting: a stop loses one
+    print(markdown(result_of(args, argv, prediction, inputs, rows)))
+    return 0
+
+
+def done_rows(out: Path, args) -> tuple[list, dict, str | None]:
+    """The rows (and input PSNRs) an earlier run of the same sweep (pipeline, tasks, instruction, limit) left in
+    OUT.json, so that a stopped sweep resumes; nothing when OUT.json is another sweep's."""
+    path = out.with_suffix(".json")
+    if not path.is_file():
+        return [], {}, None
+    old = json.loads(path.read_text())
+    same = (old.get("pipeline"), old.get("instruction"), old.get("eval_images_per_task"), list(old.get("input_psnr", {})))
+    if same != (str(args.pipeline), args.instruction, args.limit, [t.strip() for t in args.tasks.split(",")]):
+        return [], {}, None
+    for r in old["rows"]:  # files written before rows recorded their processor said it once for all
+        r.setdefault("cpu", old.get("cpu")), r.setdefault("threads", old.get("threads"))
+    return old["rows"], old["input_psnr"], old["prediction_type"]
+
+
+def result_of(args, argv, prediction: str, inputs: dict, rows: list) -> dict:
     result = {
         "pipeline": str(args.pipeline),
-        "prediction_type": method.pipe.scheduler.config.prediction_type,
+        "prediction_type": prediction,
         "instruction": args.instruction,
         "eval": "harness, fp32, seed 0, one view",
         "input_psnr": inputs,
         "rows": rows,
         "command": shlex.join(["python", "benchmarks/samplers.py", *(argv if argv is not None else sys.argv[1:])]),
         "torch": torch.__version__,
-        "cpu": cpu_name(),
-        "threads": torch.get_num_threads(),
         "date": datetime.date.today().isoformat(),
     }
     if args.limit:
         result["eval_images_per_task"] = args.limit
-    out = Path(args.out)
+    return result
+
+
+def write(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result) + "\n")
-    print(markdown(result))
-    return 0
 
 
 if __name__ == "__main__":

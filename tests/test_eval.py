@@ -593,3 +593,15 @@ def test_samplers_benchmark_evaluates_each_setting(data_root, tmp_path):
     for bad in ("ddpm:4", "ddim:0", "ddim", ""):
         with pytest.raises(ValueError):
             samplers.parse_settings(bad)
+    # run again with one more setting: only that one is evaluated, the rows follow the command's order
+    calls = []
+    real = samplers.evaluate
+    samplers.evaluate = lambda method, *a, **k: calls.append(k["method_name"]) or real(method, *a, **k)
+    try:
+        samplers.main([str(tmp_path / "pipe"), "--samplers", "euler:2,ddim:1,dpm++:3", "--tasks", "CBSD68:noise25",
+                       "--data-root", str(data_root), "--limit", "2", "--out", str(out)])  # fmt: skip
+    finally:
+        samplers.evaluate = real
+    again = json.loads(out.with_suffix(".json").read_text())
+    assert calls == ["euler:2"] and [r["sampler"] for r in again["rows"]] == ["euler", "ddim", "dpm++"]
+    assert again["rows"][1:] == result["rows"]
