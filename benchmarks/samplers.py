@@ -89,9 +89,8 @@ def main(argv=None):
                "seconds_per_mp": round(sum(v["seconds_per_mp"] for v in tasks.values()) / len(tasks), 3),
                "cpu": cpu_name(), "threads": torch.get_num_threads()}  # fmt: skip
         rows.append(row)
-        order = [f"{n}:{k}" for n, k in settings]
-        rows.sort(key=lambda r: order.index(f"{r['sampler']}:{r['steps']}") if f"{r['sampler']}:{r['steps']}" in order
-                  else len(order))  # fmt: skip
+        rows.sort(key=lambda r: settings.index((r["sampler"], r["steps"])) if (r["sampler"], r["steps"]) in settings
+                  else len(settings))  # the command's order; rows it does not name last  # fmt: skip
         print(f"{name}:{steps} {row['psnr']}", flush=True)
         write(Path(args.out), result_of(args, argv, prediction, inputs, rows))  # after each setting: a stop loses one
     print(markdown(result_of(args, argv, prediction, inputs, rows)))
@@ -105,7 +104,8 @@ def done_rows(out: Path, args) -> tuple[list, dict, str | None]:
     if not path.is_file():
         return [], {}, None
     old = json.loads(path.read_text())
-    same = (old.get("pipeline"), old.get("instruction"), old.get("eval_images_per_task"), list(old.get("input_psnr", {})))
+    same = (old.get("pipeline"), old.get("instruction"), old.get("eval_images_per_task"),
+            list(old.get("input_psnr", {})))
     if same != (str(args.pipeline), args.instruction, args.limit, [t.strip() for t in args.tasks.split(",")]):
         return [], {}, None
     for r in old["rows"]:  # files written before rows recorded their processor said it once for all

@@ -148,7 +148,8 @@ def test_restore_command(tmp_path, capsys):
                      "fp32"]) == 0  # fmt: skip
     ref3 = pipe(np.asarray(Image.open(tmp_path / "in.png")), instruction="noise", num_inference_steps=3,
                 generator=torch.Generator().manual_seed(0), output_type="np").images[0]  # fmt: skip
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "ddim.png"), np.int16), np.round(ref3 * 255).astype(np.int16))
+    ddim = np.asarray(Image.open(tmp_path / "ddim.png"), np.int16)
+    assert np.array_equal(ddim, np.round(ref3 * 255).astype(np.int16))
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o8.png"), "--model", str(tmp_path / "pipe"),
                  "--sampler", "ddpm"]) == 2  # fmt: skip
     assert "unknown sampler 'ddpm'" in capsys.readouterr().err and not (tmp_path / "o8.png").exists()

@@ -106,7 +106,8 @@ class PipelineMethod:
     @property
     def sampler(self) -> str:
         """What one restoration runs, in words: ``"one pass"`` for a restorer; for a Defusion pipeline the sampler's
-        steps and self-ensemble views (the ones given, else the pipeline's ``default_steps`` / ``default_self_ensemble``),
+        steps and self-ensemble views (the ones given, else the pipeline's ``default_steps`` /
+        ``default_self_ensemble``),
         e.g. ``"1 DDIM step x up to 4 views"``: an image whose degradation allows fewer views gets fewer (JPEG: one,
         ``DefusionPipeline.ensemble_views``)."""
         if self.restorer:
@@ -118,7 +119,8 @@ class PipelineMethod:
         views = ensemble_passes(cfg.default_self_ensemble if self.self_ensemble is None else self.self_ensemble)
         name = self.scheduler_name or type(self.pipe.scheduler).__name__.removesuffix("Scheduler")
         name = "DDIM" if name == "ddim" else name
-        return f"{steps} {name} step{'s' if steps != 1 else ''} x " + (f"up to {views} views" if views > 1 else "1 view")
+        shown = f"up to {views} views" if views > 1 else "1 view"
+        return f"{steps} {name} step{'s' if steps != 1 else ''} x {shown}"
 
     def for_task(self, task) -> "PipelineMethod":
         """The method to run on ``task``: itself, or (``instruction="task"``) a copy told the task's degradations."""
